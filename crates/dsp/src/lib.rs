@@ -1,0 +1,1 @@
+//! Signal processing: STFT, resampling, metrics. No I/O.

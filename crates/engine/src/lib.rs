@@ -1,0 +1,1 @@
+//! Offline (file) pipeline over any `Separator`.

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what building nomusic needs on Debian/Ubuntu: a C toolchain, pkg-config and libopus.
+# Safe to run again; skips apt when everything is present already.
+set -euo pipefail
+pkgs=(build-essential pkg-config libopus-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}"
+fi

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command: installs test dependencies, then formatting, lints and the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/test-deps.sh
+export NOMUSIC_PYTHON="$PWD/.venv/bin/python"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
