@@ -1,1 +1,5 @@
-//! Signal processing: STFT, resampling, metrics. No I/O.
+//! Signal processing shared by every mode: STFT, resampling, objective metrics. No I/O.
+
+pub mod metrics;
+pub mod resample;
+pub mod stft;

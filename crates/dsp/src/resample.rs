@@ -1,0 +1,1 @@
+//! Streaming resampling between the file/device rate and the model rate.

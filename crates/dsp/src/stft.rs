@@ -1,0 +1,1 @@
+//! Streaming STFT analysis and overlap-add synthesis.

@@ -1,0 +1,1 @@
+//! DTLN: two-stage LSTM denoiser at 16 kHz on tract.

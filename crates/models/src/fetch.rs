@@ -1,0 +1,1 @@
+//! Downloads model files: resumable, verified by sha256, installed atomically.

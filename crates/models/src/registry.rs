@@ -1,0 +1,1 @@
+//! The model registry: what models exist, where they come from, and where they are on disk.
