@@ -1,0 +1,484 @@
+"""Dynamic speech-over-music mixing for nomusic training (numpy only; torch wrapper optional).
+
+Every (epoch, index) pair gives a new, reproducible mixture: the random generator is seeded with
+(seed, epoch, index), so epoch e always yields the same items and epoch e+1 different ones.
+
+An item is built at `sr` (16 kHz by default; 48 kHz uses the 48 kHz music renders, speech stays
+band-limited to 8 kHz because the corpus is 16 kHz):
+  * speech track: one or more corpus clips (train split, minus the speakers reserved for singing),
+    sometimes two speakers (dialogue), with a lead-in, gaps and a tail, so every item has
+    speech-only-free (music-only) stretches unless the speech fills it;
+  * music track: a random segment of a Debian soundtrack or a FluidSynth render, in 30 % of items
+    layered with a sung stem (training/singing) at -6..+6 dB against the backing; then random EQ
+    (biquad shelves/peaks), mild synthetic reverb and slow gain ramps;
+  * speech-to-music ratio (SMR) uniform in [-10, +15] dB, defined as in the benchmark:
+    10*log10(mean(speech^2) / mean(music^2)) over the speech-active samples;
+  * a few music-only and speech-only items; random overall level, peak kept below 0.99.
+
+`python training/dataset.py --selfcheck` verifies SMRs, mixture = speech + music, determinism and
+levels on real data; `python training/dataset.py --build-val` writes the fixed validation set.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass, field, asdict
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import fftconvolve, lfilter
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (CORPUS, DATA, MUSIC, read_tsv, resample, singing_speakers,  # noqa: E402
+                    speech_manifest, stable_hash)
+
+EPS = 1e-12
+VAL_FRACTION_MUSIC = 0.08  # tracks (and sung clips) held out for validation, by hash of the path
+
+
+# ---------------------------------------------------------------- pools of audio
+
+class Pool:
+    """Many mono clips concatenated into one int16 array (memory-mapped when cached on disk)."""
+
+    def __init__(self, data: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, meta: list[dict], sr: int):
+        self.data, self.offsets, self.lengths, self.meta, self.sr = data, offsets, lengths, meta, sr
+        self.scale = 1.0 / 32768.0 if data.dtype == np.int16 else 1.0
+
+    def __len__(self):
+        return len(self.meta)
+
+    @property
+    def seconds(self) -> float:
+        return float(self.lengths.sum()) / self.sr
+
+    def clip(self, i: int, start: int = 0, n: int | None = None) -> np.ndarray:
+        n = int(self.lengths[i]) - start if n is None else n
+        o = int(self.offsets[i]) + start
+        return self.data[o:o + n].astype(np.float32) * self.scale
+
+    @classmethod
+    def from_arrays(cls, arrays: list[np.ndarray], sr: int, meta: list[dict] | None = None) -> "Pool":
+        lengths = np.array([len(a) for a in arrays], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        data = np.concatenate(arrays).astype(np.float32) if arrays else np.zeros(0, np.float32)
+        return cls(data, offsets, lengths, meta or [{} for _ in arrays], sr)
+
+    @classmethod
+    def from_files(cls, files: list[Path], meta: list[dict], sr: int, name: str) -> "Pool":
+        """Decode every file once (resampled to sr) into data/cache/<name>-<hash>.int16."""
+        key = hashlib.sha1(("\n".join(map(str, files)) + f"|{sr}").encode()).hexdigest()[:10]
+        cache = DATA / "cache"
+        raw, idx = cache / f"{name}-{key}.int16", cache / f"{name}-{key}.npz"
+        if not idx.exists():
+            cache.mkdir(parents=True, exist_ok=True)
+            lengths = []
+            t0 = time.time()
+            with open(raw.with_suffix(".tmp"), "wb") as out:
+                for f in files:
+                    x, fsr = sf.read(str(f), dtype="float32", always_2d=True)
+                    x = resample(x.mean(axis=1), fsr, sr)
+                    out.write((np.clip(x, -1, 1) * 32767).astype(np.int16).tobytes())
+                    lengths.append(len(x))
+            raw.with_suffix(".tmp").replace(raw)
+            lengths = np.array(lengths, dtype=np.int64)
+            np.savez(idx, lengths=lengths)
+            print(f"cached {name}: {len(files)} files, {lengths.sum() / sr / 3600:.2f} h "
+                  f"in {time.time() - t0:.0f} s", file=sys.stderr)
+        lengths = np.load(idx)["lengths"]
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        data = np.memmap(raw, dtype=np.int16, mode="r")
+        return cls(data, offsets, lengths, meta, sr)
+
+
+def is_val_music(path: str) -> bool:
+    return stable_hash("valmusic:" + path) % 1000 < VAL_FRACTION_MUSIC * 1000
+
+
+def load_pools(split: str, sr: int = 16000) -> tuple[Pool, Pool, Pool | None]:
+    """(speech, music, sung) pools for split 'train' or 'val'."""
+    rows = speech_manifest()
+    reserved = singing_speakers(rows)
+    if split == "train":
+        sp = [r for r in rows if r["split"] == "train" and f"{r['source']}/{r['speaker']}" not in reserved]
+    else:
+        sp = [r for r in rows if r["split"] == "val"]
+    speech = Pool.from_files([CORPUS / r["path"] for r in sp], sp, sr, f"speech-{split}")
+    cat = read_tsv(MUSIC / "catalog.tsv")
+    col = "file16" if sr == 16000 else "file48"
+    want_val = split == "val"
+    back = [r for r in cat if r["kind"] != "sung" and is_val_music(r[col]) == want_val]
+    sung = [r for r in cat if r["kind"] == "sung" and is_val_music(r[col]) == want_val]
+    music = Pool.from_files([MUSIC / r[col] for r in back], back, sr, f"music-{split}")
+    sung_pool = Pool.from_files([MUSIC / r[col] for r in sung], sung, sr, f"sung-{split}") if sung else None
+    return speech, music, sung_pool
+
+
+# ---------------------------------------------------------------- augmentation
+
+def biquad(kind: str, f0: float, gain_db: float, q: float, sr: int) -> tuple[np.ndarray, np.ndarray]:
+    """RBJ audio-EQ-cookbook peaking / shelving filters."""
+    a = 10 ** (gain_db / 40)
+    w = 2 * np.pi * f0 / sr
+    cw, sw = np.cos(w), np.sin(w)
+    alpha = sw / (2 * q)
+    if kind == "peak":
+        b = [1 + alpha * a, -2 * cw, 1 - alpha * a]
+        den = [1 + alpha / a, -2 * cw, 1 - alpha / a]
+    else:
+        sa = 2 * np.sqrt(a) * alpha
+        if kind == "low":
+            b = [a * ((a + 1) - (a - 1) * cw + sa), 2 * a * ((a - 1) - (a + 1) * cw), a * ((a + 1) - (a - 1) * cw - sa)]
+            den = [(a + 1) + (a - 1) * cw + sa, -2 * ((a - 1) + (a + 1) * cw), (a + 1) + (a - 1) * cw - sa]
+        else:
+            b = [a * ((a + 1) + (a - 1) * cw + sa), -2 * a * ((a - 1) + (a + 1) * cw), a * ((a + 1) + (a - 1) * cw - sa)]
+            den = [(a + 1) - (a - 1) * cw + sa, 2 * ((a - 1) - (a + 1) * cw), (a + 1) - (a - 1) * cw - sa]
+    b, den = np.array(b), np.array(den)
+    return b / den[0], den / den[0]
+
+
+def random_eq(x: np.ndarray, rng: np.random.Generator, sr: int) -> np.ndarray:
+    nyq = sr / 2
+    for _ in range(rng.integers(1, 4)):
+        kind = rng.choice(["low", "high", "peak"])
+        if kind == "low":
+            f0 = rng.uniform(80, 400)
+        elif kind == "high":
+            f0 = rng.uniform(2000, min(8000, 0.8 * nyq))
+        else:
+            f0 = float(np.exp(rng.uniform(np.log(150), np.log(min(6000, 0.7 * nyq)))))
+        b, a = biquad(kind, f0, rng.uniform(-9, 9), rng.uniform(0.5, 2.0) if kind == "peak" else 0.707, sr)
+        x = lfilter(b, a, x)
+    return x.astype(np.float32)
+
+
+def random_reverb(x: np.ndarray, rng: np.random.Generator, sr: int) -> np.ndarray:
+    """Mild room: exponentially decaying noise RIR (RT60 0.15-0.7 s), direct path kept."""
+    rt60 = rng.uniform(0.15, 0.7)
+    n = int(rt60 * sr)
+    t = np.arange(n) / sr
+    rir = rng.standard_normal(n) * np.exp(-6.908 * t / rt60)  # -60 dB at rt60
+    rir[: int(0.003 * sr)] = 0
+    rir /= np.sqrt(np.sum(rir ** 2)) + EPS
+    wet = fftconvolve(x, rir)[: len(x)]
+    mix = 10 ** (rng.uniform(-14, -4) / 20)  # wet level against the dry signal
+    return (x + mix * wet).astype(np.float32)
+
+
+def gain_ramp(n: int, rng: np.random.Generator, sr: int, depth_db: float = 8.0) -> np.ndarray:
+    """Slow level changes: piecewise-linear in dB over a few knots (fades, swells)."""
+    k = int(rng.integers(2, 5))
+    pos = np.sort(np.concatenate([[0, n - 1], rng.uniform(0, n - 1, k - 2)]))
+    lev = rng.uniform(-depth_db, depth_db / 2, k)
+    return (10 ** (np.interp(np.arange(n), pos, lev) / 20)).astype(np.float32)
+
+
+# ---------------------------------------------------------------- the mixer
+
+@dataclass
+class MixConfig:
+    sr: int = 16000
+    seconds: float = 4.0
+    smr_db: tuple[float, float] = (-10.0, 15.0)
+    p_music_only: float = 0.07
+    p_speech_only: float = 0.05
+    p_dialogue: float = 0.3          # second speaker in the item
+    p_sung: float = 0.3              # layer a sung stem into the music
+    sung_db: tuple[float, float] = (-6.0, 6.0)  # sung stem against the backing track
+    p_sung_alone: float = 0.15       # of the sung items: the sung stem with no backing (a cappella)
+    p_eq: float = 0.6
+    p_reverb: float = 0.3
+    p_ramp: float = 0.4
+    level_dbfs: tuple[float, float] = (-35.0, -15.0)  # mixture RMS
+    lead_in_s: tuple[float, float] = (0.0, 1.5)
+    gap_s: tuple[float, float] = (0.2, 1.5)
+    speech_gain_db: tuple[float, float] = (-4.0, 4.0)  # per-segment level differences
+    min_music_dbfs: float = -50.0    # reject near-silent music segments (RMS)
+
+
+@dataclass
+class Item:
+    mixture: np.ndarray
+    speech: np.ndarray
+    music: np.ndarray
+    active: np.ndarray               # bool, speech-active samples
+    info: dict = field(default_factory=dict)
+
+
+def rms_db(x: np.ndarray) -> float:
+    return 10 * np.log10(np.mean(x.astype(np.float64) ** 2) + EPS)
+
+
+class Mixer:
+    def __init__(self, speech: Pool, music: Pool, sung: Pool | None, cfg: MixConfig = MixConfig(), seed: int = 0):
+        assert speech.sr == music.sr == cfg.sr and (sung is None or sung.sr == cfg.sr)
+        self.speech, self.music, self.sung, self.cfg, self.seed = speech, music, sung, cfg, seed
+        self.n = int(round(cfg.seconds * cfg.sr))
+        # speakers -> clip indices, for dialogue with a different speaker
+        self.by_speaker: dict[str, list[int]] = {}
+        for i, m in enumerate(speech.meta):
+            self.by_speaker.setdefault(f"{m.get('source', '')}/{m.get('speaker', i)}", []).append(i)
+        self.speakers = sorted(self.by_speaker)
+        # sample music tracks proportionally to sqrt(duration): long tracks do not dominate
+        w = np.sqrt(music.lengths.astype(np.float64))
+        self.music_p = w / w.sum()
+
+    # -- pieces
+    def _speech_track(self, rng, n):
+        cfg, sr = self.cfg, self.cfg.sr
+        s = np.zeros(n, np.float32)
+        active = np.zeros(n, bool)
+        segs = []
+        spk = [self.speakers[rng.integers(len(self.speakers))]]
+        if rng.random() < cfg.p_dialogue and len(self.speakers) > 1:
+            other = spk[0]
+            while other == spk[0]:
+                other = self.speakers[rng.integers(len(self.speakers))]
+            spk.append(other)
+        pos = int(rng.uniform(*cfg.lead_in_s) * sr) if rng.random() < 0.7 else 0
+        turn = 0
+        while pos < n - int(0.3 * sr):
+            who = spk[turn % len(spk)]
+            clips = self.by_speaker[who]
+            i = clips[rng.integers(len(clips))]
+            L = int(self.speech.lengths[i])
+            room = n - pos
+            take = min(L, room, int(rng.uniform(1.0, 6.0) * sr))
+            start = int(rng.integers(0, L - take + 1))
+            x = self.speech.clip(i, start, take)
+            x *= 10 ** (rng.uniform(*cfg.speech_gain_db) / 20) / (np.sqrt(np.mean(x ** 2)) + 1e-4) * 0.05
+            s[pos:pos + take] = x
+            active[pos:pos + take] = True
+            segs.append(dict(speaker=who, clip=self.speech.meta[i].get("path", str(i)),
+                             clip_start_s=start / sr, start_s=pos / sr, end_s=(pos + take) / sr))
+            pos += take + int(rng.uniform(*cfg.gap_s) * sr)
+            turn += 1
+            if rng.random() < 0.25:  # sometimes leave a long music-only tail
+                break
+        return s, active, segs
+
+    def _music_segment(self, rng, pool, p=None):
+        n = self.n
+        for _ in range(8):
+            j = int(rng.choice(len(pool), p=p))
+            L = int(pool.lengths[j])
+            if L >= n:
+                start = int(rng.integers(0, L - n + 1))
+                x = pool.clip(j, start, n)
+            else:  # short clip: loop it
+                x = np.resize(pool.clip(j), n).astype(np.float32)
+                start = 0
+            if rms_db(x) > self.cfg.min_music_dbfs:
+                break
+        return x, j, start
+
+    def _music_track(self, rng):
+        cfg, sr = self.cfg, self.cfg.sr
+        info = {}
+        use_sung = self.sung is not None and rng.random() < cfg.p_sung
+        if use_sung and rng.random() < cfg.p_sung_alone:
+            m = np.zeros(self.n, np.float32)
+        else:
+            m, j, st = self._music_segment(rng, self.music, self.music_p)
+            meta = self.music.meta[j]
+            info["music"] = dict(file=meta.get("file16", str(j)), kind=meta.get("kind", ""),
+                                 package=meta.get("package", ""), start_s=st / sr)
+        if use_sung:
+            v, j, st = self._music_segment(rng, self.sung)
+            if rms_db(m) > -100:
+                rel = rng.uniform(*cfg.sung_db)
+                v *= 10 ** ((rms_db(m) + rel - rms_db(v)) / 20)  # rms_db is RMS in dB
+            m = m + v
+            info["sung"] = dict(file=self.sung.meta[j].get("file16", str(j)), start_s=st / sr)
+        if rng.random() < cfg.p_eq:
+            m = random_eq(m, rng, sr)
+            info["eq"] = True
+        if rng.random() < cfg.p_reverb:
+            m = random_reverb(m, rng, sr)
+            info["reverb"] = True
+        if rng.random() < cfg.p_ramp:
+            m = m * gain_ramp(self.n, rng, sr)
+            info["ramp"] = True
+        info["vocals"] = use_sung
+        return m.astype(np.float32), info
+
+    # -- an item
+    def item(self, epoch: int, index: int) -> Item:
+        cfg, n = self.cfg, self.n
+        rng = np.random.default_rng([self.seed, epoch, index])
+        u = rng.random()
+        mode = "music_only" if u < cfg.p_music_only else ("speech_only" if u < cfg.p_music_only + cfg.p_speech_only else "mix")
+        if mode == "music_only":
+            s, active, segs = np.zeros(n, np.float32), np.zeros(n, bool), []
+        else:
+            s, active, segs = self._speech_track(rng, n)
+        if mode == "speech_only":
+            m, minfo = np.zeros(n, np.float32), {}
+        else:
+            m, minfo = self._music_track(rng)
+        smr = float(rng.uniform(*cfg.smr_db))
+        if mode == "mix":
+            ps = np.mean(s[active].astype(np.float64) ** 2)
+            pm = np.mean(m[active].astype(np.float64) ** 2)
+            m = (m * np.sqrt(ps / (pm * 10 ** (smr / 10) + EPS))).astype(np.float32)
+        # overall level, then keep the peak below 0.99 (one gain for both: the SMR is kept)
+        x = s + m
+        g = 10 ** ((rng.uniform(*cfg.level_dbfs) - rms_db(x)) / 20)
+        peak = float(np.max(np.abs(x))) * g
+        if peak > 0.99:
+            g *= 0.99 / peak
+        s, m = (s * g).astype(np.float32), (m * g).astype(np.float32)
+        info = dict(epoch=epoch, index=index, mode=mode, smr_target_db=smr if mode == "mix" else None,
+                    speech_segments=segs, **minfo)
+        return Item(s + m, s, m, active, info)
+
+    def __call__(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+        it = self.item(epoch, index)
+        return it.mixture, it.speech
+
+
+def smr_active_db(speech: np.ndarray, music: np.ndarray, active: np.ndarray) -> float:
+    return 10 * np.log10(np.mean(speech[active].astype(np.float64) ** 2) /
+                         (np.mean(music[active].astype(np.float64) ** 2) + EPS))
+
+
+def make_torch_dataset(mixer: Mixer, items_per_epoch: int):
+    """Map-style torch Dataset; call .set_epoch(e) before each epoch (torch imported lazily)."""
+    import torch
+
+    class MixDataset(torch.utils.data.Dataset):
+        def __init__(self):
+            self.epoch = 0
+
+        def set_epoch(self, e):
+            self.epoch = e
+
+        def __len__(self):
+            return items_per_epoch
+
+        def __getitem__(self, i):
+            mix, sp = mixer(self.epoch, i)
+            return torch.from_numpy(mix), torch.from_numpy(sp)
+
+    return MixDataset()
+
+
+# ---------------------------------------------------------------- validation set
+
+def build_val(out: Path, n_items: int = 120, seconds: float = 8.0, seed: int = 20261121) -> None:
+    """Fixed validation set: val-split speakers, held-out music tracks and sung clips; 16 kHz PCM16
+    WAVs laid out like ../shared/bench/dev (mixture = speech + music exactly in int16)."""
+    speech, music, sung = load_pools("val")
+    cfg = MixConfig(seconds=seconds, p_music_only=0.0, p_speech_only=0.0, lead_in_s=(0.3, 2.0))
+    mixer = Mixer(speech, music, sung, cfg, seed=seed)
+    out.mkdir(parents=True, exist_ok=True)
+    items = []
+    for k in range(n_items):
+        it = mixer.item(0, k)
+        d = out / f"val_{k:03d}"
+        d.mkdir(exist_ok=True)
+        s16 = np.round(it.speech * 32767).astype(np.int16)
+        m16 = np.round(it.music * 32767).astype(np.int16)
+        mix = (s16.astype(np.int32) + m16.astype(np.int32))
+        assert np.abs(mix).max() <= 32767
+        for name, a in (("speech", s16), ("music", m16), ("mixture", mix.astype(np.int16))):
+            sf.write(str(d / f"{name}.wav"), a, 16000, subtype="PCM_16")
+        info = it.info
+        seg = info["speech_segments"]
+        act = np.zeros(len(s16), bool)
+        for sg in seg:
+            act[int(round(sg["start_s"] * 16000)):int(round(sg["end_s"] * 16000))] = True
+        items.append(dict(id=d.name, dir=d.name, duration_s=seconds,
+                          smr_target_db=round(info["smr_target_db"], 3),
+                          smr_active_db=round(smr_active_db(s16 / 32768, m16 / 32768, act), 3),
+                          speakers=sorted({sg["speaker"] for sg in seg}),
+                          dialogue=len({sg["speaker"] for sg in seg}) > 1,
+                          speech_segments=seg,
+                          speech_active_fraction=round(float(act.mean()), 3),
+                          music_only_fraction=round(1 - float(act.mean()), 3),
+                          music=dict(vocals=bool(info["vocals"]), track=info.get("music"), sung=info.get("sung"),
+                                     eq=bool(info.get("eq")), reverb=bool(info.get("reverb")),
+                                     ramp=bool(info.get("ramp"))),
+                          files_16k=dict(mixture="mixture.wav", speech="speech.wav", music="music.wav")))
+    man = dict(set="val", sample_rate=16000, channels=1, format="WAV PCM_16", seed=seed,
+               smr_definition="10*log10(mean(speech^2)/mean(music^2)) over speech-active samples (inside speech turns)",
+               mixture_equals_speech_plus_music="exactly, in int16 sample values",
+               build_script="training/dataset.py --build-val",
+               speech="corpus speakers with split=val", music=f"{VAL_FRACTION_MUSIC:.0%} of catalogue tracks and sung clips held out by hash",
+               items=items)
+    (out / "manifest.json").write_text(json.dumps(man, indent=1))
+    nv = sum(i["music"]["vocals"] for i in items)
+    print(f"validation set: {n_items} items x {seconds} s ({nv} with sung vocals) -> {out}")
+
+
+# ---------------------------------------------------------------- self-check
+
+def selfcheck(mixer: Mixer, n: int = 300) -> int:
+    errors, smr_err, modes, vocals = [], [], {}, 0
+    t0 = time.time()
+    for i in range(n):
+        it = mixer.item(epoch=3, index=i)
+        modes[it.info["mode"]] = modes.get(it.info["mode"], 0) + 1
+        vocals += bool(it.info.get("vocals"))
+        if not np.array_equal(it.mixture, it.speech + it.music):
+            errors.append(f"{i}: mixture != speech + music")
+        if np.max(np.abs(it.mixture)) > 0.99 + 1e-6:
+            errors.append(f"{i}: peak {np.max(np.abs(it.mixture)):.3f}")
+        if it.mixture.dtype != np.float32 or len(it.mixture) != mixer.n:
+            errors.append(f"{i}: dtype/length")
+        if it.info["mode"] == "mix":
+            got = smr_active_db(it.speech, it.music, it.active)
+            smr_err.append(abs(got - it.info["smr_target_db"]))
+            if not (-10 - 1e-3 <= got <= 15 + 1e-3) or smr_err[-1] > 0.01:
+                errors.append(f"{i}: SMR {got:.3f} dB, target {it.info['smr_target_db']:.3f}")
+        elif it.info["mode"] == "music_only" and np.any(it.speech):
+            errors.append(f"{i}: speech in a music-only item")
+        elif it.info["mode"] == "speech_only" and np.any(it.music):
+            errors.append(f"{i}: music in a speech-only item")
+    dt = time.time() - t0
+    a, b = mixer.item(3, 7), mixer.item(3, 7)
+    if not np.array_equal(a.mixture, b.mixture):
+        errors.append("same (epoch, index) gave different items")
+    if np.array_equal(mixer.item(4, 7).mixture, a.mixture):
+        errors.append("epochs 3 and 4 gave the same item")
+    print(f"selfcheck: {n} items in {dt:.1f} s ({dt / n * 1000:.0f} ms/item), modes {modes}, "
+          f"{vocals} with sung vocals, max |SMR error| {max(smr_err, default=0):.2e} dB")
+    for e in errors[:20]:
+        print("  FAIL", e)
+    print("selfcheck", "FAILED" if errors else "OK")
+    return 1 if errors else 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--selfcheck", action="store_true")
+    ap.add_argument("--build-val", action="store_true")
+    ap.add_argument("--val-items", type=int, default=120)
+    ap.add_argument("--n", type=int, default=300)
+    ap.add_argument("--write-examples", type=int, default=0, help="write N train mixtures to data/examples")
+    args = ap.parse_args()
+    rc = 0
+    if args.selfcheck or args.write_examples:
+        mixer = Mixer(*load_pools("train"), MixConfig(), seed=0)
+        print(f"train pools: speech {mixer.speech.seconds / 3600:.2f} h ({len(mixer.speakers)} speakers), "
+              f"music {mixer.music.seconds / 3600:.2f} h ({len(mixer.music)} tracks), "
+              f"sung {0 if mixer.sung is None else mixer.sung.seconds / 3600:.2f} h")
+        if args.selfcheck:
+            rc |= selfcheck(mixer, args.n)
+        for k in range(args.write_examples):
+            it = mixer.item(0, k)
+            d = DATA / "examples"
+            d.mkdir(parents=True, exist_ok=True)
+            sf.write(str(d / f"ex{k:02d}_mix.wav"), it.mixture, 16000)
+            sf.write(str(d / f"ex{k:02d}_speech.wav"), it.speech, 16000)
+    if args.build_val:
+        build_val(DATA / "val", args.val_items)
+    sys.exit(rc)
+
+
+if __name__ == "__main__":
+    main()
