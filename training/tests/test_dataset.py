@@ -1,0 +1,73 @@
+"""Mixer tests on synthetic pools (no downloaded data needed): run `training/.venv/bin/pytest training/tests`."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.signal import freqz
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from dataset import MixConfig, Mixer, Pool, biquad, selfcheck, smr_active_db  # noqa: E402
+
+SR = 16000
+
+
+def pools(seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(6 * SR) / SR
+    speech = [(0.1 * rng.standard_normal(int(rng.uniform(1.5, 6) * SR))).astype(np.float32) for _ in range(12)]
+    meta = [dict(source="syn", speaker=f"s{k % 4}", path=f"c{k}") for k in range(12)]
+    # music: a quiet intro then a loud tone, to exercise level handling
+    music = [np.concatenate([0.001 * np.sin(2 * np.pi * 220 * t[:SR]),
+                             0.3 * np.sin(2 * np.pi * (200 + 50 * k) * t)]).astype(np.float32) for k in range(5)]
+    sung = [(0.2 * np.sin(2 * np.pi * 300 * t[:3 * SR])).astype(np.float32)]
+    return (Pool.from_arrays(speech, SR, meta), Pool.from_arrays(music, SR, [{} for _ in music]),
+            Pool.from_arrays(sung, SR, [{}]))
+
+
+@pytest.fixture(scope="module")
+def mixer():
+    return Mixer(*pools(), MixConfig(seconds=3.0), seed=1)
+
+
+def test_smr_levels_and_sum(mixer):
+    seen = []
+    for i in range(150):
+        it = mixer.item(0, i)
+        assert it.mixture.dtype == np.float32 and len(it.mixture) == 3 * SR
+        assert np.array_equal(it.mixture, it.speech + it.music)
+        assert np.max(np.abs(it.mixture)) <= 0.99 + 1e-6
+        if it.info["mode"] == "mix":
+            got = smr_active_db(it.speech, it.music, it.active)
+            assert abs(got - it.info["smr_target_db"]) < 0.01
+            seen.append(got)
+            assert not it.active.all() or it.info["speech_segments"]
+    assert min(seen) >= -10 - 1e-3 and max(seen) <= 15 + 1e-3
+    assert max(seen) - min(seen) > 15  # spread over the range
+
+
+def test_modes_and_determinism(mixer):
+    modes = {mixer.item(2, i).info["mode"] for i in range(200)}
+    assert modes == {"mix", "music_only", "speech_only"}
+    a, b = mixer.item(5, 3), mixer.item(5, 3)
+    assert np.array_equal(a.mixture, b.mixture)
+    assert not np.array_equal(a.mixture, mixer.item(6, 3).mixture)
+
+
+def test_music_only_stretches(mixer):
+    # most mixed items must contain speech-free stretches (lead-in, gaps, tail)
+    fr = [mixer.item(1, i).active.mean() for i in range(100) if mixer.item(1, i).info["mode"] == "mix"]
+    assert np.mean(np.array(fr) < 0.95) > 0.6
+
+
+def test_selfcheck_passes(mixer):
+    assert selfcheck(mixer, 60) == 0
+
+
+@pytest.mark.parametrize("kind", ["low", "high", "peak"])
+def test_biquad_gain(kind):
+    f0, g = 1000.0, 6.0
+    b, a = biquad(kind, f0, g, 1.0 if kind == "peak" else 0.707, SR)
+    freqs = {"low": 20.0, "high": 7900.0, "peak": f0}
+    _, h = freqz(b, a, worN=[freqs[kind]], fs=SR)
+    assert abs(20 * np.log10(abs(h[0])) - g) < 0.5
