@@ -177,6 +177,22 @@ def gain_ramp(n: int, rng: np.random.Generator, sr: int, depth_db: float = 8.0) 
     return (10 ** (np.interp(np.arange(n), pos, lev) / 20)).astype(np.float32)
 
 
+def music_gate(n: int, rng: np.random.Generator, sr: int) -> np.ndarray:
+    """Silence the music over 15-50 % of the item at its start or end, with a 50-400 ms fade."""
+    g = np.ones(n, np.float32)
+    cut = int(rng.uniform(0.15, 0.5) * n)
+    fade = max(1, int(rng.uniform(0.05, 0.4) * sr))
+    ramp = np.linspace(0, 1, fade, dtype=np.float32)
+    if rng.random() < 0.5:  # music enters late
+        g[:cut] = 0
+        g[cut:cut + fade] = ramp[: len(g[cut:cut + fade])]
+    else:  # music stops early
+        g[n - cut:] = 0
+        a = max(0, n - cut - fade)
+        g[a:n - cut] = ramp[::-1][-(n - cut - a):] if n - cut - a else g[a:n - cut]
+    return g
+
+
 # ---------------------------------------------------------------- the mixer
 
 @dataclass
@@ -184,6 +200,7 @@ class MixConfig:
     sr: int = 16000
     seconds: float = 4.0
     smr_db: tuple[float, float] = (-10.0, 15.0)
+    smr_grid: tuple[float, ...] | None = None  # if set, SMRs are drawn from these values (validation)
     p_music_only: float = 0.07
     p_speech_only: float = 0.05
     p_dialogue: float = 0.3          # second speaker in the item
@@ -193,11 +210,13 @@ class MixConfig:
     p_eq: float = 0.6
     p_reverb: float = 0.3
     p_ramp: float = 0.4
+    p_music_gap: float = 0.15        # music starts late / stops early: speech-only stretches
     level_dbfs: tuple[float, float] = (-35.0, -15.0)  # mixture RMS
     lead_in_s: tuple[float, float] = (0.0, 1.5)
     gap_s: tuple[float, float] = (0.2, 1.5)
     speech_gain_db: tuple[float, float] = (-4.0, 4.0)  # per-segment level differences
     min_music_dbfs: float = -50.0    # reject near-silent music segments (RMS)
+    max_music_drop_db: float = 15.0  # reject music whose level under the speech is this far below its mean
 
 
 @dataclass
@@ -223,6 +242,10 @@ class Mixer:
         for i, m in enumerate(speech.meta):
             self.by_speaker.setdefault(f"{m.get('source', '')}/{m.get('speaker', i)}", []).append(i)
         self.speakers = sorted(self.by_speaker)
+        # speakers drawn with weight sqrt(their total duration): balanced, yet the two unlabelled
+        # crowd-sourced sets (one pseudo-speaker each, ~1 h) are not starved
+        w = np.array([np.sqrt(sum(speech.lengths[i] for i in self.by_speaker[k])) for k in self.speakers], float)
+        self.speaker_p = w / w.sum()
         # sample music tracks proportionally to sqrt(duration): long tracks do not dominate
         w = np.sqrt(music.lengths.astype(np.float64))
         self.music_p = w / w.sum()
@@ -233,11 +256,11 @@ class Mixer:
         s = np.zeros(n, np.float32)
         active = np.zeros(n, bool)
         segs = []
-        spk = [self.speakers[rng.integers(len(self.speakers))]]
+        spk = [self.speakers[rng.choice(len(self.speakers), p=self.speaker_p)]]
         if rng.random() < cfg.p_dialogue and len(self.speakers) > 1:
             other = spk[0]
             while other == spk[0]:
-                other = self.speakers[rng.integers(len(self.speakers))]
+                other = self.speakers[rng.choice(len(self.speakers), p=self.speaker_p)]
             spk.append(other)
         pos = int(rng.uniform(*cfg.lead_in_s) * sr) if rng.random() < 0.7 else 0
         turn = 0
@@ -319,16 +342,24 @@ class Mixer:
         if mode == "speech_only":
             m, minfo = np.zeros(n, np.float32), {}
         else:
-            m, minfo = self._music_track(rng)
-        smr = float(rng.uniform(*cfg.smr_db))
+            for _ in range(6):  # avoid music that is near-silent under the speech (tails, breaks)
+                m, minfo = self._music_track(rng)
+                if mode == "music_only" or np.mean(m[active] ** 2) > 10 ** (-cfg.max_music_drop_db / 10) * np.mean(m ** 2):
+                    break
+        smr = float(rng.uniform(*cfg.smr_db)) if cfg.smr_grid is None else float(rng.choice(cfg.smr_grid))
+        if mode == "mix" and rng.random() < cfg.p_music_gap:
+            gated = m * music_gate(n, rng, cfg.sr)
+            if np.mean(gated[active] ** 2) > 0.05 * np.mean(m[active] ** 2):  # still music under the speech
+                m = gated
+                minfo["music_gap"] = True
         if mode == "mix":
             ps = np.mean(s[active].astype(np.float64) ** 2)
             pm = np.mean(m[active].astype(np.float64) ** 2)
             m = (m * np.sqrt(ps / (pm * 10 ** (smr / 10) + EPS))).astype(np.float32)
-        # overall level, then keep the peak below 0.99 (one gain for both: the SMR is kept)
+        # overall level, then keep the peaks of mixture and stems below 0.99 (one gain: the SMR is kept)
         x = s + m
         g = 10 ** ((rng.uniform(*cfg.level_dbfs) - rms_db(x)) / 20)
-        peak = float(np.max(np.abs(x))) * g
+        peak = max(float(np.max(np.abs(x))), float(np.max(np.abs(s))), float(np.max(np.abs(m)))) * g  # stems too
         if peak > 0.99:
             g *= 0.99 / peak
         s, m = (s * g).astype(np.float32), (m * g).astype(np.float32)
@@ -373,7 +404,9 @@ def build_val(out: Path, n_items: int = 120, seconds: float = 8.0, seed: int = 2
     """Fixed validation set: val-split speakers, held-out music tracks and sung clips; 16 kHz PCM16
     WAVs laid out like ../shared/bench/dev (mixture = speech + music exactly in int16)."""
     speech, music, sung = load_pools("val")
-    cfg = MixConfig(seconds=seconds, p_music_only=0.0, p_speech_only=0.0, lead_in_s=(0.3, 2.0))
+    # SMRs on a grid so score.py can report per-SMR buckets, as on the benchmark
+    cfg = MixConfig(seconds=seconds, p_music_only=0.0, p_speech_only=0.0, lead_in_s=(0.3, 2.0),
+                    smr_grid=(-10.0, -5.0, 0.0, 5.0, 10.0, 15.0))
     mixer = Mixer(speech, music, sung, cfg, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     items = []
@@ -426,8 +459,8 @@ def selfcheck(mixer: Mixer, n: int = 300) -> int:
         vocals += bool(it.info.get("vocals"))
         if not np.array_equal(it.mixture, it.speech + it.music):
             errors.append(f"{i}: mixture != speech + music")
-        if np.max(np.abs(it.mixture)) > 0.99 + 1e-6:
-            errors.append(f"{i}: peak {np.max(np.abs(it.mixture)):.3f}")
+        if max(np.max(np.abs(it.mixture)), np.max(np.abs(it.speech)), np.max(np.abs(it.music))) > 0.99 + 1e-6:
+            errors.append(f"{i}: peak above 0.99")
         if it.mixture.dtype != np.float32 or len(it.mixture) != mixer.n:
             errors.append(f"{i}: dtype/length")
         if it.info["mode"] == "mix":
@@ -435,6 +468,9 @@ def selfcheck(mixer: Mixer, n: int = 300) -> int:
             smr_err.append(abs(got - it.info["smr_target_db"]))
             if not (-10 - 1e-3 <= got <= 15 + 1e-3) or smr_err[-1] > 0.01:
                 errors.append(f"{i}: SMR {got:.3f} dB, target {it.info['smr_target_db']:.3f}")
+            lev = rms_db(it.speech[it.active])
+            if not -60 < lev < 0:
+                errors.append(f"{i}: speech level {lev:.1f} dBFS")
         elif it.info["mode"] == "music_only" and np.any(it.speech):
             errors.append(f"{i}: speech in a music-only item")
         elif it.info["mode"] == "speech_only" and np.any(it.music):

@@ -71,3 +71,16 @@ def test_biquad_gain(kind):
     freqs = {"low": 20.0, "high": 7900.0, "peak": f0}
     _, h = freqz(b, a, worN=[freqs[kind]], fs=SR)
     assert abs(20 * np.log10(abs(h[0])) - g) < 0.5
+
+
+def test_speech_only_stretches(mixer):
+    # some mixed items have music gated off under part of the speech (speech-only stretches)
+    n_gap = n_speech_only = 0
+    for i in range(200):
+        it = mixer.item(4, i)
+        if it.info.get("music_gap"):
+            n_gap += 1
+            n_speech_only += bool(np.any(it.active & (it.music == 0)))
+            assert np.any(it.music == 0)
+            assert abs(smr_active_db(it.speech, it.music, it.active) - it.info["smr_target_db"]) < 0.01
+    assert n_gap > 10 and n_speech_only > n_gap // 2
