@@ -111,8 +111,9 @@ def load_pools(split: str, sr: int = 16000) -> tuple[Pool, Pool, Pool | None]:
     cat = read_tsv(MUSIC / "catalog.tsv")
     col = "file16" if sr == 16000 else "file48"
     want_val = split == "val"
-    back = [r for r in cat if r["kind"] != "sung" and is_val_music(r[col]) == want_val]
-    sung = [r for r in cat if r["kind"] == "sung" and is_val_music(r[col]) == want_val]
+    # the held-out tracks are chosen on the 16 kHz name, so they are the same at both rates
+    back = [r for r in cat if r["kind"] != "sung" and is_val_music(r["file16"]) == want_val]
+    sung = [r for r in cat if r["kind"] == "sung" and is_val_music(r["file16"]) == want_val]
     music = Pool.from_files([MUSIC / r[col] for r in back], back, sr, f"music-{split}")
     sung_pool = Pool.from_files([MUSIC / r[col] for r in sung], sung, sr, f"sung-{split}") if sung else None
     return speech, music, sung_pool

@@ -12,6 +12,8 @@ command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)            # tracker modules,
 command -v g++ >/dev/null || need_apt+=(g++)                  # pyworld builds from source
 command -v dpkg-deb >/dev/null || need_apt+=(dpkg)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+python3 -c 'import os, sysconfig; assert os.path.exists(sysconfig.get_paths()["include"] + "/Python.h")' \
+  2>/dev/null || need_apt+=(python3-dev)                      # headers for the pyworld build
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "apt-get install ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

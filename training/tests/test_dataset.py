@@ -84,3 +84,17 @@ def test_speech_only_stretches(mixer):
             assert np.any(it.music == 0)
             assert abs(smr_active_db(it.speech, it.music, it.active) - it.info["smr_target_db"]) < 0.01
     assert n_gap > 10 and n_speech_only > n_gap // 2
+
+
+def test_48k_items():
+    sr = 48000
+    rng = np.random.default_rng(3)
+    sp = [(0.1 * rng.standard_normal(3 * sr)).astype(np.float32) for _ in range(4)]
+    mu = [(0.2 * rng.standard_normal(5 * sr)).astype(np.float32) for _ in range(3)]
+    mx = Mixer(Pool.from_arrays(sp, sr, [dict(speaker=f"s{k}") for k in range(4)]),
+               Pool.from_arrays(mu, sr), None, MixConfig(sr=sr, seconds=2.0), seed=0)
+    for i in range(30):
+        it = mx.item(0, i)
+        assert len(it.mixture) == 2 * sr
+        if it.info["mode"] == "mix":
+            assert abs(smr_active_db(it.speech, it.music, it.active) - it.info["smr_target_db"]) < 0.01
