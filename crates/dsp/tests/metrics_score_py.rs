@@ -217,7 +217,7 @@ fn compare(
         }
     };
     worst.record(metric, delta, at.to_owned());
-    if !(delta <= tolerance) {
+    if delta.is_nan() || delta > tolerance {
         failures.push(format!(
             "{at} {metric}: rust {rust:?}, score.py {python}, |delta| {delta:.2e} > {tolerance}"
         ));
