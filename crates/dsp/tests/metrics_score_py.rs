@@ -3,7 +3,8 @@
 //! of the project's virtualenv in `NOMUSIC_PYTHON` (scripts/test.sh sets it up).
 
 use nomusic_dsp::metrics::{
-    music_only_mask, score_item, summarize, ItemMetrics, ScoredItem, DEV_SMR_BUCKETS_DB,
+    music_only_mask, score_item, summarize, summary_table, ItemMetrics, ScoredItem,
+    DEV_SMR_BUCKETS_DB,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -265,7 +266,7 @@ fn rust_metrics_match_score_py_on_the_dev_set() {
             .arg(&dir)
             .arg("--json")
             .arg(&json_path)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             // PESQ is absent, so score.py warns about empty means: keep stderr for failures.
             .stderr(Stdio::piped())
             .spawn()
@@ -327,6 +328,23 @@ fn rust_metrics_match_score_py_on_the_dev_set() {
         // The bucket means as well (same keys, same counts, same values).
         let summary = reference["summary"].as_object().expect("summary");
         let ours = summarize(&scored, &DEV_SMR_BUCKETS_DB);
+        // The printed table, PESQ column aside (score.py prints nan there, Rust n/a).
+        let without_pesq = |table: &str| -> Vec<String> {
+            table
+                .lines()
+                .map(|line| {
+                    let line = line.trim_end().trim_end_matches('|').trim_end();
+                    line.rsplit_once('|')
+                        .map_or(line, |(rest, _)| rest)
+                        .to_owned()
+                })
+                .collect()
+        };
+        assert_eq!(
+            without_pesq(&summary_table(&ours)),
+            without_pesq(&String::from_utf8_lossy(&output.stdout)),
+            "{name}: summary table"
+        );
         let keys: Vec<String> = ours.iter().map(|s| s.bucket.to_string()).collect();
         let mut theirs: Vec<String> = summary.keys().cloned().collect();
         let mut sorted_keys = keys.clone();
