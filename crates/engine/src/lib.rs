@@ -1,1 +1,8 @@
-//! Offline (file) pipeline over any `Separator`.
+//! The processing pipelines every mode shares: streaming separation of interleaved audio at any
+//! rate (`stream`), whole files in bounded memory (`file`), and the benchmark runner (`bench`).
+
+mod error;
+pub mod stream;
+
+pub use error::EngineError;
+pub use stream::{MixOptions, ModelFactory, StreamSeparator};

@@ -21,4 +21,16 @@ pub enum ModelError {
     /// A buffer passed to `process_hop` has the wrong length.
     #[error("expected {expected} frames per hop, got {got}")]
     HopLength { expected: usize, got: usize },
+    /// No model of that name is registered.
+    #[error("unknown model '{name}'; known models: {known} (see `nomusic models`)")]
+    UnknownModel { name: String, known: String },
+    /// A registered model is not on this machine.
+    #[error(
+        "model '{name}' is not installed (looked in {searched}). Get it with `nomusic models fetch {name}`, \
+         or point nomusic at a copy of its files ({files}) with `--model-path DIR` or NOMUSIC_MODEL_DIR"
+    )]
+    NotInstalled { name: String, searched: String, files: String },
+    /// A download failed or produced the wrong bytes.
+    #[error("download of {url} failed: {reason}")]
+    Download { url: String, reason: String },
 }
