@@ -45,9 +45,22 @@ VAL_FRACTION_MUSIC = 0.08  # tracks (and sung clips) held out for validation, by
 class Pool:
     """Many mono clips concatenated into one int16 array (memory-mapped when cached on disk)."""
 
-    def __init__(self, data: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, meta: list[dict], sr: int):
+    def __init__(self, data: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, meta: list[dict], sr: int,
+                 path: Path | None = None):
         self.data, self.offsets, self.lengths, self.meta, self.sr = data, offsets, lengths, meta, sr
+        self.path = path  # int16 cache file behind a memmap: reopened, not copied, when pickled
         self.scale = 1.0 / 32768.0 if data.dtype == np.int16 else 1.0
+
+    def __getstate__(self):  # DataLoader workers: send the file name, not gigabytes of samples
+        st = self.__dict__.copy()
+        if self.path is not None:
+            st["data"] = None
+        return st
+
+    def __setstate__(self, st):
+        self.__dict__.update(st)
+        if self.path is not None:
+            self.data = np.memmap(self.path, dtype=np.int16, mode="r")
 
     def __len__(self):
         return len(self.meta)
@@ -92,7 +105,7 @@ class Pool:
         lengths = np.load(idx)["lengths"]
         offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         data = np.memmap(raw, dtype=np.int16, mode="r")
-        return cls(data, offsets, lengths, meta, sr)
+        return cls(data, offsets, lengths, meta, sr, path=raw)
 
 
 def is_val_music(path: str) -> bool:
@@ -379,7 +392,11 @@ def smr_active_db(speech: np.ndarray, music: np.ndarray, active: np.ndarray) -> 
 
 
 def make_torch_dataset(mixer: Mixer, items_per_epoch: int):
-    """Map-style torch Dataset; call .set_epoch(e) before each epoch (torch imported lazily)."""
+    """Map-style torch Dataset; call .set_epoch(e) before each epoch (torch imported lazily).
+
+    With DataLoader(num_workers > 0) keep persistent_workers=False (the default), so that the
+    workers are re-created with the new epoch; the memory-mapped pools are reopened, not copied.
+    """
     import torch
 
     class MixDataset(torch.utils.data.Dataset):

@@ -98,3 +98,20 @@ def test_48k_items():
         assert len(it.mixture) == 2 * sr
         if it.info["mode"] == "mix":
             assert abs(smr_active_db(it.speech, it.music, it.active) - it.info["smr_target_db"]) < 0.01
+
+
+def test_pool_pickles_without_copying(tmp_path, monkeypatch):
+    import pickle
+    import dataset
+    monkeypatch.setattr(dataset, "DATA", tmp_path)
+    import soundfile as sf
+    files = []
+    for k in range(3):
+        f = tmp_path / f"c{k}.wav"
+        sf.write(str(f), (0.1 * np.sin(np.arange(SR) * (k + 1) / 10)).astype(np.float32), SR)
+        files.append(f)
+    pool = Pool.from_files(files, [{} for _ in files], SR, "t")
+    blob = pickle.dumps(pool)
+    assert len(blob) < 10_000  # the samples are not in the pickle
+    back = pickle.loads(blob)
+    assert np.array_equal(back.clip(1), pool.clip(1)) and abs(back.clip(2).max() - 0.1) < 1e-3
