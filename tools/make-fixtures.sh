@@ -43,9 +43,9 @@ ff -i source.wav -c:a libvorbis -q:a 3 vorbis.ogg
 ff -i source.wav -c:a aac -b:a 96k aac.m4a
 # Opus: opusenc, as most .opus files in the wild; it resamples to 48 kHz and writes pre-skip.
 opusenc --quiet --bitrate 64 source.wav opus-stereo.opus
-ff -i source.wav -ac 1 -c:a pcm_s16le mono-tmp.wav
-opusenc --quiet --bitrate 32 mono-tmp.wav opus-mono.opus
-rm mono-tmp.wav
+# Mono Ogg Opus from ffmpeg/libopus, fed 48 kHz so no encoder-side resampler delay muddies the
+# alignment test.
+ff -i source.wav -ac 1 -ar 48000 -c:a libopus -b:a 48k opus-mono.opus
 # Audio-only WebM with Opus, the way yt-dlp saves YouTube audio.
 ff -i source.wav -ar 48000 -c:a libopus -b:a 64k -f webm opus.webm
 
@@ -58,12 +58,13 @@ ff -f lavfi -i "$vid" -i source.wav -map 0:v -map 1:a -c:v libx264 -preset ultra
 ff -f lavfi -i "$vid" -i source.wav -map 0:v -map 1:a -c:v libvpx -b:v 50k \
    -ar 48000 -c:a libopus -b:a 64k video-opus.webm
 
-# Broken inputs. "corrupt": a valid FLAC header followed by garbage instead of frames.
-# "truncated": the first 60 % of a valid file. "notaudio": text with an audio extension.
-head -c 42 flac.flac > corrupt.flac
-# Mark STREAMINFO as the last metadata block so the garbage is read as audio frames.
-printf '\x80' | dd of=corrupt.flac bs=1 seek=4 conv=notrunc status=none
-head -c 4000 /dev/urandom >> corrupt.flac
+# Broken inputs. "corrupt": a FLAC file whose first and last 8 kB are intact and whose middle is
+# replaced by garbage. "truncated": the first 60 % of a valid file.
+# "notaudio": text with an audio extension.
+size=$(stat -c %s flac.flac)
+head -c 8000 flac.flac > corrupt.flac
+head -c $((size - 16000)) /dev/urandom >> corrupt.flac
+tail -c 8000 flac.flac >> corrupt.flac
 size=$(stat -c %s flac.flac)
 head -c $((size * 6 / 10)) flac.flac > truncated.flac
 size=$(stat -c %s mp3.mp3)

@@ -16,6 +16,7 @@ use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
 use symphonia::core::codecs::CodecParameters;
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::probe::Hint;
+use symphonia::core::formats::well_known::FORMAT_ID_MKV;
 use symphonia::core::formats::{FormatOptions, FormatReader, TrackType};
 use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
@@ -47,9 +48,14 @@ enum CodecState {
     Symphonia(Box<dyn AudioDecoder>),
     Opus {
         decoder: OpusDecoder,
-        /// Frames still to drop at the start: the pre-skip, for containers (Matroska/WebM)
-        /// whose reader does not trim packets itself. Ogg packets arrive trimmed.
+        /// Frames still to drop at the start (the pre-skip), unless the reader trims them.
         skip_frames: u64,
+        /// The header's pre-skip, for the first-packet check below.
+        pre_skip: u64,
+        /// Whether the first packet has been seen.
+        started: bool,
+        /// Matroska/WebM: packet timestamps are not in frames; the pre-skip is always ours.
+        is_mkv: bool,
     },
 }
 
@@ -63,12 +69,18 @@ pub struct Decoder {
     /// Decoded samples not yet handed out, interleaved; `pending_pos` is the next one.
     pending: Vec<f32>,
     pending_pos: usize,
+    /// Samples at the end of `pending` held back until the stream ends, because they may be
+    /// end padding that is dropped then (Opus in Matroska/WebM, see `mkv_discard`).
+    hold_samples: usize,
     scratch: Vec<f32>,
     /// Frames decoded so far (after trimming), for positions in error messages.
     frames_decoded: u64,
     skipped_packets: u64,
     consecutive_bad: u32,
     finished: bool,
+    /// The track states a delay (Ogg), so its stated length includes the pre-skip unless the
+    /// reader trims it.
+    reader_counts_preskip: bool,
 }
 
 impl std::fmt::Debug for Decoder {
@@ -145,7 +157,8 @@ impl Decoder {
         };
         let track_id = track.id;
         let frames = track.num_frames;
-        let reader_trims = track.delay.is_some();
+        let reader_trims = track.delay.is_some() && track.num_frames.is_some();
+        let mut end_trim_frames = 0usize;
 
         let (codec, codec_name, sample_rate_hz, channels) = if params.codec == CODEC_ID_OPUS {
             let corrupt = |detail: String| AudioIoError::Corrupt {
@@ -160,15 +173,22 @@ impl Decoder {
                     path: path.to_path_buf(),
                     codec: detail,
                 })?;
-            let skip_frames = if reader_trims {
-                0
-            } else {
-                u64::from(head.pre_skip)
-            };
+            let is_mkv = reader.format_info().format == FORMAT_ID_MKV;
+            if is_mkv {
+                // Matroska/WebM: the end padding is in the last block's DiscardPadding.
+                let discard_ns =
+                    crate::mkv_discard::last_block_discard_ns(path, u64::from(track_id));
+                let ns = discard_ns.unwrap_or(0).max(0) as u128;
+                end_trim_frames =
+                    ((ns * u128::from(OPUS_RATE_HZ) + 500_000_000) / 1_000_000_000) as usize;
+            }
             (
                 CodecState::Opus {
                     decoder,
-                    skip_frames,
+                    skip_frames: u64::from(head.pre_skip),
+                    pre_skip: u64::from(head.pre_skip),
+                    started: false,
+                    is_mkv,
                 },
                 "opus".to_string(),
                 OPUS_RATE_HZ,
@@ -201,15 +221,22 @@ impl Decoder {
             codec,
             pending: Vec::new(),
             pending_pos: 0,
+            hold_samples: 0,
             scratch: Vec::new(),
             frames_decoded: 0,
             skipped_packets: 0,
             consecutive_bad: 0,
             finished: false,
+            reader_counts_preskip: reader_trims,
         };
+        decoder.hold_samples = end_trim_frames * decoder.info.channels;
         // Decode ahead until there is audio, so the stream's real format is known (containers
         // can be vague or wrong, e.g. HE-AAC doubles the stated rate).
         while decoder.pending.is_empty() && decoder.decode_packet()? {}
+        if decoder.finished {
+            let keep = decoder.pending.len().saturating_sub(decoder.hold_samples);
+            decoder.pending.truncate(keep);
+        }
         if decoder.info.sample_rate_hz == 0 || decoder.info.channels == 0 {
             return Err(AudioIoError::Corrupt {
                 path: decoder.path,
@@ -237,17 +264,25 @@ impl Decoder {
         let wanted = max_frames.saturating_mul(channels);
         let mut appended = 0;
         while appended < wanted {
-            if self.pending_pos < self.pending.len() {
-                let take = (wanted - appended).min(self.pending.len() - self.pending_pos);
+            let hold = if self.finished { 0 } else { self.hold_samples };
+            let available = (self.pending.len() - self.pending_pos).saturating_sub(hold);
+            if available > 0 {
+                let take = (wanted - appended).min(available);
                 buf.extend_from_slice(&self.pending[self.pending_pos..self.pending_pos + take]);
                 self.pending_pos += take;
                 appended += take;
                 continue;
             }
-            self.pending.clear();
+            if self.finished {
+                break;
+            }
+            // Keep only the held-back tail, then decode more behind it.
+            self.pending.drain(..self.pending_pos);
             self.pending_pos = 0;
             if !self.decode_packet()? {
-                break;
+                // End of stream: the held-back tail is padding.
+                let keep = self.pending.len().saturating_sub(self.hold_samples);
+                self.pending.truncate(keep);
             }
         }
         Ok(appended / channels.max(1))
@@ -268,6 +303,7 @@ impl Decoder {
         if self.finished {
             return Ok(false);
         }
+        let reader_counts_preskip = self.reader_counts_preskip;
         loop {
             let packet = match self.reader.next_packet() {
                 Ok(Some(packet)) => packet,
@@ -339,11 +375,32 @@ impl Decoder {
                 CodecState::Opus {
                     decoder,
                     skip_frames,
+                    pre_skip,
+                    started,
+                    is_mkv,
                 } => match decoder.decode(&packet.data) {
                     Ok(samples) => {
                         let channels = self.info.channels;
                         let frames = (samples.len() / channels) as u64;
-                        let start = (packet.trim_start.get() + *skip_frames).min(frames);
+                        // Who drops the pre-skip? symphonia 0.6.1 does not (Ogg: timestamps
+                        // count it, trim_start is 0; Matroska: nothing), but a reader that marks
+                        // the first packet with a start trim or a negative timestamp does.
+                        let mut trim_start = packet.trim_start.get();
+                        if packet.pts.get() < 0 && !*is_mkv {
+                            // Ogg timestamps are in 48 kHz frames; Matroska's are not.
+                            trim_start = trim_start.max(packet.pts.get().unsigned_abs());
+                        }
+                        if !*started {
+                            *started = true;
+                            if trim_start > 0 {
+                                *skip_frames = 0;
+                            } else if reader_counts_preskip {
+                                // The stated length counts the pre-skip too.
+                                self.info.frames =
+                                    self.info.frames.map(|f| f.saturating_sub(*pre_skip));
+                            }
+                        }
+                        let start = (trim_start + *skip_frames).min(frames);
                         *skip_frames -= (*skip_frames).min(frames);
                         let end = frames.saturating_sub(packet.trim_end.get()).max(start);
                         self.pending.extend_from_slice(
@@ -388,7 +445,7 @@ impl Decoder {
             if self.frames_decoded + TRUNCATION_TOLERANCE_FRAMES < expected {
                 let rate = f64::from(self.info.sample_rate_hz.max(1));
                 return Err(self.corrupt(format!(
-                    "the audio stops here but the header says it lasts {:.1} s (truncated file?)",
+                    "the stream ends early: the header says it lasts {:.1} s (truncated or damaged file?)",
                     expected as f64 / rate
                 )));
             }

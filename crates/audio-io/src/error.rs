@@ -20,7 +20,7 @@ pub enum AudioIoError {
     },
 
     /// The file is not in a container format nomusic recognises.
-    #[error("unsupported format: {} ({extension}); {SUPPORTED_INPUTS}", path.display())]
+    #[error("unsupported format: {} ({extension}): not recognised as audio (damaged, or not an audio file); {SUPPORTED_INPUTS}", path.display())]
     UnsupportedFormat {
         path: PathBuf,
         /// The file's extension with its dot, or "no extension".

@@ -12,6 +12,7 @@ mod decode;
 mod encode;
 mod error;
 mod flac;
+mod mkv_discard;
 mod opus;
 
 pub use decode::{read_all, AudioInfo, Decoder, MAX_CONSECUTIVE_BAD_PACKETS};
