@@ -84,7 +84,9 @@ class Pool:
     @classmethod
     def from_files(cls, files: list[Path], meta: list[dict], sr: int, name: str) -> "Pool":
         """Decode every file once (resampled to sr) into data/cache/<name>-<hash>.int16."""
-        key = hashlib.sha1(("\n".join(map(str, files)) + f"|{sr}").encode()).hexdigest()[:10]
+        # keyed on names, sizes and modification times: a re-rendered file gives a new cache
+        sig = "\n".join(f"{f}|{f.stat().st_size}|{f.stat().st_mtime_ns}" for f in map(Path, files))
+        key = hashlib.sha1((sig + f"|{sr}").encode()).hexdigest()[:10]
         cache = DATA / "cache"
         raw, idx = cache / f"{name}-{key}.int16", cache / f"{name}-{key}.npz"
         if not idx.exists():

@@ -6,10 +6,11 @@ computed by common.singing_speakers and excluded by dataset.py):
 
   WORLD analysis (pyworld: DIO + StoneMask F0, CheapTrick envelope, D4C aperiodicity, 5 ms frames)
   -> time map: the middle of every voiced run (the vowel) is stretched so the run lasts a whole
-     number of beats (held vowels, rhythm); consonants keep their speed
+     number of eighth notes (2-5x its length; at phrase ends and now and then 1-4 beats): held
+     vowels and rhythm; consonants keep their speed
   -> new F0: one note per voiced run (long runs: two), a random walk on a major/minor/pentatonic
      scale near the speaker's own register, portamento between notes (30-120 ms glides),
-     vibrato 4.8-6.5 Hz, +-30-80 cents, fading in after the note onset, slow drift
+     vibrato 4.8-6.5 Hz, +-30-80 cents, fading in 80-200 ms after the note onset, slow drift
   -> WORLD synthesis; in some clips a harmony voice (third/fifth/octave below or above) or a
      doubled, slightly detuned and delayed copy is layered in.
 
@@ -66,10 +67,16 @@ def sing(x: np.ndarray, fs: int, rng: np.random.Generator) -> tuple[np.ndarray, 
     # ---- time map: source frame position for every output frame
     src_pos, note_spans = [], []  # note_spans: (out_start, out_end) of every held voiced run
     prev = 0
-    for a, b in vr:
+    for k, (a, b) in enumerate(vr):
         src_pos.extend(np.arange(prev, a, dtype=np.float64))  # unvoiced stretch, 1:1
         L = b - a
-        target = max(1, round(L * rng.uniform(1.5, 4.0) / eighth)) * eighth  # whole eighths
+        # held vowels: whole eighths; phrase ends (before a pause of >= 200 ms) and some other
+        # notes are held for 1-4 beats
+        phrase_end = k == len(vr) - 1 or vr[k + 1][0] - b >= 40
+        if phrase_end and rng.random() < 0.7 or rng.random() < 0.15:
+            target = float(rng.choice([2, 3, 4, 6, 8])) * eighth
+        else:
+            target = max(1, round(L * rng.uniform(2.0, 5.0) / eighth)) * eighth
         target = max(target, L)
         edge = max(2, int(0.2 * L))  # onset/offset transitions keep their speed
         core_src = L - 2 * edge
@@ -124,7 +131,7 @@ def sing(x: np.ndarray, fs: int, rng: np.random.Generator) -> tuple[np.ndarray, 
     rate = rng.uniform(4.8, 6.5)
     depth = rng.uniform(30, 80) / 100  # semitones
     env = np.zeros(n_out)
-    delay = rng.uniform(150, 300) / FP
+    delay = rng.uniform(80, 200) / FP
     for s0, s1, _ in notes:
         k = np.arange(s1 - s0)
         env[s0:s1] = np.clip((k - delay) / (200 / FP), 0, 1)
