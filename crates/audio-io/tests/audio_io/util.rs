@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 /// Frames in the source fixture (0.5 s at 44.1 kHz).
 pub const SOURCE_FRAMES: usize = 22_050;
-pub const SOURCE_RATE_HZ: u32 = 44_100;
 
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
