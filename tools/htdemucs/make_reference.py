@@ -76,7 +76,7 @@ def randomize(model, seed):
             elif name.endswith(".bias"):
                 p.copy_(0.05 * noise)
             else:
-                p.add_(0.02 * noise * p.std().clamp(min=1e-3))
+                p.add_(0.02 * noise * p.std(correction=0).clamp(min=1e-3))
             # The release stores half precision: make both loaders see the same values.
             p.copy_(p.half().float())
 
