@@ -58,6 +58,9 @@ ff -f lavfi -i "$vid" -i source.wav -map 0:v -map 1:a -c:v libx264 -preset ultra
 ff -f lavfi -i "$vid" -i source.wav -map 0:v -map 1:a -c:v libvpx -b:v 50k \
    -ar 48000 -c:a libopus -b:a 64k video-opus.webm
 
+# A video with no audio track at all.
+ff -f lavfi -i "$vid" -c:v libx264 -preset ultrafast -pix_fmt yuv420p video-only.mkv
+
 # Broken inputs. "corrupt": a FLAC file whose first and last 8 kB are intact and whose middle is
 # replaced by garbage. "truncated": the first 60 % of a valid file.
 # "notaudio": text with an audio extension.

@@ -82,10 +82,7 @@ fn missing_file_is_a_read_error() {
 
 #[test]
 fn video_without_audio_has_no_audio_track() {
-    // An MKV holding only the video of the fixture would need ffmpeg; instead check that every
-    // broken-input path above produced errors, and that this error's text is clear.
-    let err = AudioIoError::NoAudioTrack {
-        path: "clip.mkv".into(),
-    };
-    assert!(err.to_string().starts_with("no audio track in clip.mkv"));
+    let err = expect_error(&fixture("video-only.mkv"));
+    assert!(matches!(err, AudioIoError::NoAudioTrack { .. }), "{err:?}");
+    assert!(err.to_string().starts_with("no audio track in "), "{err}");
 }
