@@ -9,7 +9,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::ModelError;
+use crate::dfn3::DeepFilterNet3;
+use crate::dtln::Dtln;
+use crate::gtcrn::Gtcrn;
+use crate::{ModelError, Separator};
 
 /// One file of a model, as published upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +160,11 @@ impl ModelDirs {
     /// (`$XDG_CACHE_HOME/nomusic/models`, `~/.cache/nomusic/models`, or the platform's equivalent).
     pub fn from_env() -> Self {
         let search = std::env::var_os("NOMUSIC_MODEL_DIR")
-            .map(|v| std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).collect())
+            .map(|v| {
+                std::env::split_paths(&v)
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .collect()
+            })
             .unwrap_or_default();
         Self {
             search,
@@ -167,7 +174,10 @@ impl ModelDirs {
 
     /// Every directory searched, in order (the cache last).
     pub fn all(&self) -> impl Iterator<Item = &Path> {
-        self.search.iter().map(PathBuf::as_path).chain(std::iter::once(self.cache.as_path()))
+        self.search
+            .iter()
+            .map(PathBuf::as_path)
+            .chain(std::iter::once(self.cache.as_path()))
     }
 
     /// Finds every file of `spec` under one of the directories.
@@ -189,7 +199,12 @@ impl ModelDirs {
                 .map(|d| d.join(spec.name).display().to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
-            files: spec.files.iter().map(|f| f.name).collect::<Vec<_>>().join(", "),
+            files: spec
+                .files
+                .iter()
+                .map(|f| f.name)
+                .collect::<Vec<_>>()
+                .join(", "),
         }
     }
 }
@@ -197,8 +212,17 @@ impl ModelDirs {
 /// Resolves an explicit `--model-path`: a directory holding the model's files, or (for a
 /// single-file model) the file itself.
 pub fn locate_at(spec: &'static ModelSpec, path: &Path) -> Result<LocatedModel, ModelError> {
+    if spec.kind == ModelKind::DeepFilterNet3 && path.join("enc.onnx").is_file() {
+        // An unpacked DeepFilterNet3 tarball.
+        return Ok(LocatedModel {
+            spec,
+            files: vec![path.to_path_buf()],
+        });
+    }
     if path.is_dir() {
-        if let Some(found) = locate_in(spec, path).or_else(|| locate_in(spec, &path.join(spec.name))) {
+        if let Some(found) =
+            locate_in(spec, path).or_else(|| locate_in(spec, &path.join(spec.name)))
+        {
             return Ok(found);
         }
         return Err(ModelError::Invalid {
@@ -206,7 +230,11 @@ pub fn locate_at(spec: &'static ModelSpec, path: &Path) -> Result<LocatedModel, 
             reason: format!(
                 "directory does not hold every file of {} ({})",
                 spec.name,
-                spec.files.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
+                spec.files
+                    .iter()
+                    .map(|f| f.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         });
     }
@@ -228,14 +256,32 @@ pub fn locate_at(spec: &'static ModelSpec, path: &Path) -> Result<LocatedModel, 
             "{} has {} files ({}); give the directory that holds them",
             spec.name,
             spec.files.len(),
-            spec.files.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
+            spec.files
+                .iter()
+                .map(|f| f.name)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
+    })
+}
+
+/// Builds a ready-to-run model from located files.
+pub fn build(located: &LocatedModel) -> Result<Box<dyn Separator>, ModelError> {
+    let f = &located.files;
+    Ok(match located.spec.kind {
+        ModelKind::DeepFilterNet3 if f[0].is_dir() => Box::new(DeepFilterNet3::from_dir(&f[0])?),
+        ModelKind::DeepFilterNet3 => Box::new(DeepFilterNet3::from_tarball(&f[0])?),
+        ModelKind::Dtln => Box::new(Dtln::from_files(&f[0], &f[1])?),
+        ModelKind::Gtcrn => Box::new(Gtcrn::from_file(&f[0])?),
     })
 }
 
 fn locate_in(spec: &'static ModelSpec, dir: &Path) -> Option<LocatedModel> {
     let files: Vec<PathBuf> = spec.files.iter().map(|f| dir.join(f.name)).collect();
-    files.iter().all(|p| p.is_file()).then_some(LocatedModel { spec, files })
+    files
+        .iter()
+        .all(|p| p.is_file())
+        .then_some(LocatedModel { spec, files })
 }
 
 fn default_cache_dir() -> PathBuf {
@@ -253,7 +299,10 @@ fn default_cache_dir() -> PathBuf {
         }
     }
     match std::env::var_os("HOME") {
-        Some(home) => PathBuf::from(home).join(".cache").join("nomusic").join("models"),
+        Some(home) => PathBuf::from(home)
+            .join(".cache")
+            .join("nomusic")
+            .join("models"),
         None => PathBuf::from(".nomusic-models"),
     }
 }
@@ -268,7 +317,10 @@ mod tests {
         assert_eq!(find("dtln").unwrap().kind, ModelKind::Dtln);
         assert!(find("htdemucs-nope").is_none());
         let err = lookup("nope").unwrap_err().to_string();
-        assert!(err.contains("deepfilternet3") && err.contains("gtcrn"), "{err}");
+        assert!(
+            err.contains("deepfilternet3") && err.contains("gtcrn"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -310,7 +362,12 @@ mod tests {
             let found = dirs.locate(m).unwrap();
             assert_eq!(found.files.len(), m.files.len());
             for (path, f) in found.files.iter().zip(m.files) {
-                assert_eq!(std::fs::metadata(path).unwrap().len(), f.size_bytes, "{}", f.name);
+                assert_eq!(
+                    std::fs::metadata(path).unwrap().len(),
+                    f.size_bytes,
+                    "{}",
+                    f.name
+                );
             }
         }
         let dtln = find("dtln").unwrap();

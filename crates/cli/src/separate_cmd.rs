@@ -1,0 +1,223 @@
+//! `nomusic separate`: many inputs, one clear line per failure, the others go on.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use nomusic_audio_io::{OutputFormat, SampleFormat};
+use nomusic_engine::{separate_file, EngineError, FileJob, MixOptions};
+
+use crate::args::{Format, SeparateArgs, Stem};
+use crate::models_cmd;
+use crate::progress::FileBar;
+
+pub fn run(args: SeparateArgs) -> Result<ExitCode> {
+    let inputs = expand_inputs(&args.inputs)?;
+    let located = models_cmd::locate(&args.model)?;
+    let model_name = located.spec.name;
+    let factory = models_cmd::factory(located)?;
+    let want_speech = args.stems.contains(&Stem::Speech);
+    let want_music = args.stems.contains(&Stem::Music);
+    let format_kind = output_format_kind(&args);
+    let format = output_format(format_kind, args.bits)?;
+    let ext = match format_kind {
+        Format::Wav => "wav",
+        Format::Flac => "flac",
+    };
+    let out_dir = output_dir(&args, inputs.len())?;
+
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let cancel = cancel.clone();
+        // If a handler cannot be installed, Ctrl-C kills the process; temp files may remain.
+        let _ = ctrlc::set_handler(move || cancel.store(true, Ordering::Relaxed));
+    }
+
+    let mut failed = 0usize;
+    for input in &inputs {
+        let (speech_out, music_out) = match output_paths(
+            &args,
+            input,
+            out_dir.as_deref(),
+            ext,
+            want_speech,
+            want_music,
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {}: {e:#}", input.display());
+                failed += 1;
+                continue;
+            }
+        };
+        if let Some(parent) = speech_out
+            .iter()
+            .chain(music_out.iter())
+            .filter_map(|p| p.parent())
+            .next()
+        {
+            if !parent.as_os_str().is_empty() && !parent.exists() {
+                if let Err(e) = std::fs::create_dir_all(parent) {
+                    eprintln!(
+                        "error: {}: cannot create {}: {e}",
+                        input.display(),
+                        parent.display()
+                    );
+                    failed += 1;
+                    continue;
+                }
+            }
+        }
+        let job = FileJob {
+            input: input.clone(),
+            speech_out,
+            music_out,
+            format,
+            mix: MixOptions {
+                music_gain: args.music_gain.unwrap_or(0.0),
+                music_stem: want_music,
+            },
+            output_rate_hz: args.sample_rate,
+            mono: args.mono,
+        };
+        let label = input.file_name().map_or_else(
+            || input.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let bar = FileBar::new(&label, args.quiet || args.json);
+        // A fresh model state per file; the factory hands out the preloaded instance first.
+        let result = separate_file(&job, &factory, &mut |p| bar.update(p), &cancel);
+        bar.finish();
+        match result {
+            Ok(report) => {
+                if args.json {
+                    let mut v = serde_json::to_value(&report)?;
+                    v["model"] = model_name.into();
+                    println!("{v}");
+                } else if !args.quiet {
+                    for out in &report.outputs {
+                        eprintln!(
+                            "{} -> {} ({:.1} s, {:.2}x real time)",
+                            input.display(),
+                            out.display(),
+                            report.duration_s,
+                            1.0 / report.real_time_factor.max(1e-9)
+                        );
+                    }
+                }
+            }
+            Err(EngineError::Interrupted) => {
+                eprintln!("interrupted: {} left unwritten", input.display());
+                return Ok(ExitCode::from(130));
+            }
+            Err(e) => {
+                eprintln!("error: {}: {e}", input.display());
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("{failed} of {} inputs failed", inputs.len());
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Expands glob patterns that are not existing paths (shells on Windows do not expand them).
+fn expand_inputs(raw: &[String]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for r in raw {
+        let p = PathBuf::from(r);
+        if p.exists() || !r.contains(['*', '?', '[']) {
+            out.push(p);
+            continue;
+        }
+        let matches: Vec<PathBuf> = glob::glob(r)
+            .with_context(|| format!("bad glob pattern '{r}'"))?
+            .filter_map(Result::ok)
+            .filter(|p| p.is_file())
+            .collect();
+        if matches.is_empty() {
+            bail!("no files match '{r}'");
+        }
+        out.extend(matches);
+    }
+    Ok(out)
+}
+
+fn output_format_kind(args: &SeparateArgs) -> Format {
+    if let Some(f) = args.format {
+        return f;
+    }
+    match args
+        .output
+        .as_ref()
+        .and_then(|o| o.extension())
+        .and_then(|e| e.to_str())
+    {
+        Some(e) if e.eq_ignore_ascii_case("flac") => Format::Flac,
+        _ => Format::Wav,
+    }
+}
+
+fn output_format(kind: Format, bits: u32) -> Result<OutputFormat> {
+    Ok(match (kind, bits) {
+        (Format::Wav, 16) => OutputFormat::Wav(SampleFormat::Pcm16),
+        (Format::Wav, 24) => OutputFormat::Wav(SampleFormat::Pcm24),
+        (Format::Wav, 32) => OutputFormat::Wav(SampleFormat::Float32),
+        (Format::Flac, 16 | 24) => OutputFormat::Flac { bits },
+        (Format::Wav, b) => bail!("WAV output is 16, 24 or 32 (float) bits, not {b}"),
+        (Format::Flac, b) => bail!("FLAC output is 16 or 24 bits, not {b}"),
+    })
+}
+
+/// `Some(dir)` when outputs go into a folder.
+fn output_dir(args: &SeparateArgs, n_inputs: usize) -> Result<Option<PathBuf>> {
+    let Some(out) = &args.output else {
+        return Ok(None);
+    };
+    let looks_like_dir = out.is_dir() || out.as_os_str().to_string_lossy().ends_with(['/', '\\']);
+    if n_inputs > 1 || looks_like_dir {
+        if out.exists() && !out.is_dir() {
+            bail!(
+                "-o {} is a file, but {n_inputs} inputs need a folder",
+                out.display()
+            );
+        }
+        std::fs::create_dir_all(out)
+            .with_context(|| format!("creating output folder {}", out.display()))?;
+        return Ok(Some(out.clone()));
+    }
+    Ok(None)
+}
+
+fn output_paths(
+    args: &SeparateArgs,
+    input: &Path,
+    out_dir: Option<&Path>,
+    ext: &str,
+    speech: bool,
+    music: bool,
+) -> Result<(Option<PathBuf>, Option<PathBuf>)> {
+    let stem = input
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "output".into());
+    let named = |dir: &Path, what: &str| dir.join(format!("{stem}.{what}.{ext}"));
+    let (s, m) = match (out_dir, &args.output) {
+        (Some(dir), _) => (named(dir, "speech"), named(dir, "music")),
+        (None, Some(file)) => {
+            // One input, -o names the speech file; the music goes beside it.
+            let base = file.with_extension("");
+            let music = PathBuf::from(format!("{}.music.{ext}", base.display()));
+            (file.clone(), music)
+        }
+        (None, None) => {
+            let dir = input.parent().unwrap_or(Path::new("."));
+            (named(dir, "speech"), named(dir, "music"))
+        }
+    };
+    Ok((speech.then_some(s), music.then_some(m)))
+}

@@ -1,0 +1,311 @@
+//! End-to-end tests of the `nomusic` binary on real files and real models.
+//!
+//! Models come from ../shared/models (NOMUSIC_MODEL_DIR), inputs from the audio-io fixtures
+//! (every supported format) and the dev benchmark.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use nomusic_audio_io::read_all;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn shared() -> PathBuf {
+    repo().join("../shared")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    repo().join("crates/audio-io/tests/fixtures").join(name)
+}
+
+fn nomusic(args: &[&str]) -> Output {
+    let cache = std::env::temp_dir().join("nomusic-test-empty-cache");
+    Command::new(env!("CARGO_BIN_EXE_nomusic"))
+        .args(args)
+        .env("NOMUSIC_MODEL_DIR", shared().join("models"))
+        .env("XDG_CACHE_HOME", cache)
+        .output()
+        .expect("run nomusic")
+}
+
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "nomusic failed: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn si_sdr(est: &[f32], reference: &[f32]) -> f64 {
+    nomusic_dsp::metrics::si_sdr(est, reference).0
+}
+
+/// Lag (in samples, within +-max_lag) maximising the cross-correlation of `a` against `b`.
+fn best_lag(a: &[f32], b: &[f32], max_lag: i64) -> i64 {
+    let n = a.len().min(b.len()) as i64;
+    (-max_lag..=max_lag)
+        .max_by(|&l1, &l2| {
+            let c = |lag: i64| -> f64 {
+                (0..n)
+                    .filter_map(|i| {
+                        let j = i + lag;
+                        (j >= 0 && j < n).then(|| a[j as usize] as f64 * b[i as usize] as f64)
+                    })
+                    .sum()
+            };
+            c(l1).total_cmp(&c(l2))
+        })
+        .unwrap()
+}
+
+#[test]
+fn models_lists_every_model_with_its_location() {
+    let out = nomusic(&["models"]);
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for name in ["deepfilternet3", "dtln", "gtcrn"] {
+        assert!(text.contains(name), "{text}");
+    }
+    assert!(text.contains("shared/models"), "{text}");
+}
+
+#[test]
+fn missing_model_says_how_to_get_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_nomusic"))
+        .args([
+            "separate",
+            s(&fixture("source.wav")),
+            "-o",
+            s(&tmp.path().join("x.wav")),
+        ])
+        .env("NOMUSIC_MODEL_DIR", tmp.path())
+        .env("XDG_CACHE_HOME", tmp.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nomusic models fetch deepfilternet3"), "{err}");
+    assert!(!tmp.path().join("x.wav").exists());
+}
+
+#[test]
+fn every_input_format_keeps_rate_channels_and_length() {
+    let tmp = tempfile::tempdir().unwrap();
+    for name in [
+        "source.wav",
+        "flac.flac",
+        "mp3.mp3",
+        "vorbis.ogg",
+        "opus-mono.opus",
+        "opus-stereo.opus",
+        "opus.webm",
+        "aac.m4a",
+        "aiff.aiff",
+        "video-aac.mp4",
+        "video-vorbis.mkv",
+        "video-opus.webm",
+    ] {
+        let input = fixture(name);
+        let output = tmp.path().join(format!("{name}.wav"));
+        let out = nomusic(&[
+            "separate",
+            s(&input),
+            "-o",
+            s(&output),
+            "--model",
+            "dtln",
+            "--quiet",
+        ]);
+        ok(&out);
+        let (info_in, planar_in) = read_all(&input).unwrap();
+        let (info_out, planar_out) = read_all(&output).unwrap();
+        assert_eq!(
+            info_out.sample_rate_hz, info_in.sample_rate_hz,
+            "{name}: rate"
+        );
+        assert_eq!(planar_out.len(), planar_in.len(), "{name}: channels");
+        assert_eq!(planar_out[0].len(), planar_in[0].len(), "{name}: length");
+    }
+}
+
+#[test]
+fn default_model_on_stereo_44k_flac_is_aligned_and_removes_music() {
+    let item = shared().join("bench/dev/dev_00/44k");
+    let tmp = tempfile::tempdir().unwrap();
+    let output = tmp.path().join("speech.flac");
+    let out = nomusic(&[
+        "separate",
+        s(&item.join("mixture.flac")),
+        "-o",
+        s(&output),
+        "--quiet",
+    ]);
+    ok(&out);
+    let (info, est) = read_all(&output).unwrap();
+    let (_, speech) = read_all(&item.join("speech.flac")).unwrap();
+    let (_, mix) = read_all(&item.join("mixture.flac")).unwrap();
+    assert_eq!(info.sample_rate_hz, 44_100);
+    assert_eq!(est.len(), 2, "stereo stays stereo");
+    assert_eq!(est[0].len(), mix[0].len());
+    // Aligned to the sample with the clean speech.
+    let (a, b) = (&est[0][44_100..44_100 * 5], &speech[0][44_100..44_100 * 5]);
+    assert_eq!(
+        best_lag(a, b, 40),
+        0,
+        "output is sample-aligned with the input"
+    );
+    let gain = si_sdr(&est[0], &speech[0]) - si_sdr(&mix[0], &speech[0]);
+    assert!(gain > 5.0, "SI-SDR improvement {gain:.2} dB");
+}
+
+#[test]
+fn a_bad_input_fails_alone_with_one_clear_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outdir = tmp.path().join("out");
+    let text = tmp.path().join("notes.txt");
+    std::fs::write(&text, "not audio").unwrap();
+    let out = nomusic(&[
+        "separate",
+        s(&fixture("corrupt.flac")),
+        s(&fixture("source.wav")),
+        s(&tmp.path().join("missing.wav")),
+        s(&text),
+        "-o",
+        s(&outdir),
+        "--model",
+        "gtcrn",
+        "--quiet",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "exit code says something failed"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    let error_lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(error_lines.len(), 3, "{err}");
+    assert!(error_lines.iter().any(|l| l.contains("corrupt.flac")));
+    assert!(error_lines.iter().any(|l| l.contains("missing.wav")));
+    assert!(error_lines.iter().any(|l| l.contains("notes.txt")));
+    let written: Vec<_> = std::fs::read_dir(&outdir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        written,
+        vec![std::ffi::OsString::from("source.speech.wav")],
+        "only the good output, no temp files"
+    );
+}
+
+#[test]
+fn never_overwrites_an_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.wav");
+    std::fs::copy(fixture("source.wav"), &input).unwrap();
+    let before = std::fs::read(&input).unwrap();
+    let out = nomusic(&[
+        "separate",
+        s(&input),
+        "-o",
+        s(&input),
+        "--model",
+        "gtcrn",
+        "--quiet",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("overwrite"));
+    assert_eq!(std::fs::read(&input).unwrap(), before);
+}
+
+#[test]
+fn resamples_output_both_ways() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = fixture("source.wav");
+    let (info, planar) = read_all(&input).unwrap();
+    let n = planar[0].len() as u64;
+    for rate in [16_000u32, 48_000] {
+        let output = tmp.path().join(format!("{rate}.wav"));
+        ok(&nomusic(&[
+            "separate",
+            s(&input),
+            "-o",
+            s(&output),
+            "--model",
+            "dtln",
+            "--sample-rate",
+            &rate.to_string(),
+            "--quiet",
+        ]));
+        let (out_info, out) = read_all(&output).unwrap();
+        assert_eq!(out_info.sample_rate_hz, rate);
+        let want = (n * rate as u64 + info.sample_rate_hz as u64 / 2) / info.sample_rate_hz as u64;
+        assert_eq!(out[0].len() as u64, want, "{rate} Hz length");
+    }
+}
+
+#[test]
+fn stems_add_up_to_the_mixture_and_json_reports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = shared().join("bench/dev/dev_03/mixture.wav");
+    let output = tmp.path().join("x.wav");
+    let out = nomusic(&[
+        "separate",
+        s(&input),
+        "-o",
+        s(&output),
+        "--model",
+        "dtln",
+        "--stems",
+        "speech,music",
+        "--bits",
+        "32",
+        "--json",
+    ]);
+    ok(&out);
+    let line = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(v["model"], "dtln");
+    assert!(v["real_time_factor"].as_f64().unwrap() > 0.0);
+    assert!((v["duration_s"].as_f64().unwrap() - 10.0).abs() < 3.0);
+    let (_, mix) = read_all(&input).unwrap();
+    let (_, speech) = read_all(&output).unwrap();
+    let (_, music) = read_all(&tmp.path().join("x.music.wav")).unwrap();
+    for i in 0..mix[0].len() {
+        assert!(
+            (speech[0][i] + music[0][i] - mix[0][i]).abs() < 1e-5,
+            "sample {i}"
+        );
+    }
+}
+
+#[test]
+fn eval_scores_a_pair() {
+    let item = shared().join("bench/dev/dev_05");
+    let out = nomusic(&[
+        "eval",
+        "--reference",
+        s(&item.join("speech.wav")),
+        "--estimate",
+        s(&item.join("mixture.wav")),
+        "--mixture",
+        s(&item.join("mixture.wav")),
+        "--json",
+    ]);
+    ok(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["si_sdri"].as_f64().unwrap().abs() < 1e-9,
+        "the mixture improves nothing"
+    );
+    assert!(v["mo_atten_db"].as_f64().unwrap().abs() < 1e-6);
+    assert!(v["stoi"].as_f64().unwrap() > 0.3);
+}
