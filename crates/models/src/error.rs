@@ -29,7 +29,11 @@ pub enum ModelError {
         "model '{name}' is not installed (looked in {searched}). Get it with `nomusic models fetch {name}`, \
          or point nomusic at a copy of its files ({files}) with `--model-path DIR` or NOMUSIC_MODEL_DIR"
     )]
-    NotInstalled { name: String, searched: String, files: String },
+    NotInstalled {
+        name: String,
+        searched: String,
+        files: String,
+    },
     /// A download failed or produced the wrong bytes.
     #[error("download of {url} failed: {reason}")]
     Download { url: String, reason: String },

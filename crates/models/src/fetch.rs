@@ -51,7 +51,9 @@ impl Source {
     fn url(&self, spec: &ModelSpec, file: &ModelFile) -> String {
         match self {
             Source::Upstream => file.url.to_string(),
-            Source::Mirror(base) => format!("{}/{}/{}", base.trim_end_matches('/'), spec.name, file.name),
+            Source::Mirror(base) => {
+                format!("{}/{}/{}", base.trim_end_matches('/'), spec.name, file.name)
+            }
         }
     }
 }
@@ -65,7 +67,11 @@ pub fn fetch(
     progress: &mut dyn FnMut(FetchEvent<'_>),
 ) -> Result<PathBuf, ModelError> {
     let final_dir = cache_dir.join(spec.name);
-    if spec.files.iter().all(|f| verify(&final_dir.join(f.name), f).is_ok()) {
+    if spec
+        .files
+        .iter()
+        .all(|f| verify(&final_dir.join(f.name), f).is_ok())
+    {
         for f in spec.files {
             progress(FetchEvent::Verified { file: f.name });
         }
@@ -102,7 +108,9 @@ pub fn fetch(
 
 /// Checks size and sha256 of a file on disk against the registry.
 pub fn verify(path: &Path, file: &ModelFile) -> Result<(), String> {
-    let len = fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?.len();
+    let len = fs::metadata(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .len();
     if len != file.size_bytes {
         return Err(format!(
             "{} has {len} bytes, expected {} (truncated or wrong file)",
@@ -131,7 +139,11 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 fn download(
@@ -170,7 +182,11 @@ fn download(
         total_bytes: file.size_bytes,
         resumed_from: have,
     });
-    let mut reader = response.body_mut().with_config().limit(file.size_bytes + 1).reader();
+    let mut reader = response
+        .body_mut()
+        .with_config()
+        .limit(file.size_bytes + 1)
+        .reader();
     let mut buf = vec![0u8; 1 << 16];
     let mut done = have;
     loop {
