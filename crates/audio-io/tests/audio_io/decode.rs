@@ -286,3 +286,10 @@ fn read_appends_without_clearing() {
     assert_eq!(buf.len(), 3 + 20);
     assert_eq!(&buf[..3], &[9.0, 9.0, 9.0]);
 }
+
+#[test]
+fn decoder_and_encoder_can_move_to_worker_threads() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Decoder>();
+    assert_send::<nomusic_audio_io::Encoder>();
+}
