@@ -177,12 +177,13 @@ def full(out_dir, seconds, threads):
     mix = test_clip(seconds)
     # demucs.api.Separator: normalise by the mixture's mean and std, apply, undo.
     ref = mix.mean(0)
-    norm = (mix - ref.mean()) / ref.std()
+    std = ref.std() + 1e-8
+    norm = (mix - ref.mean()) / std
     t0 = time.perf_counter()
     with torch.no_grad():
         out = apply_model(model, norm[None], shifts=0, split=True, overlap=0.25)[0]
     elapsed = time.perf_counter() - t0
-    out = out * ref.std() + ref.mean()
+    out = out * std + ref.mean()
     save_file({"mix": mix.contiguous(), "stems": out.contiguous()},
               os.path.join(out_dir, "clip.safetensors"))
     print(f"wrote {th_path}, {st_path}, clip.safetensors; torch apply_model on {seconds:.0f} s "

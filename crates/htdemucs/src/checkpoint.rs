@@ -423,15 +423,25 @@ fn to_json(obj: Object) -> std::result::Result<Value, String> {
             Value::Object(map)
         }
         Object::Reduce { callable, args } => match (*callable, *args) {
+            // Fraction.__reduce__ gives (Fraction, (num, den)) or, before Python 3.12,
+            // (Fraction, ("num/den",)).
             (
                 Object::Class {
                     module_name,
                     class_name,
                 },
-                Object::Tuple(mut a),
-            ) if module_name == "fractions" && class_name == "Fraction" && a.len() == 1 => {
-                match a.remove(0) {
-                    Object::Unicode(s) => Value::from(s),
+                Object::Tuple(a),
+            ) if module_name == "fractions" && class_name == "Fraction" => {
+                let int = |o: &Object| match o {
+                    Object::Int(i) => Some(i64::from(*i)),
+                    Object::Long(i) => Some(*i),
+                    _ => None,
+                };
+                match a.as_slice() {
+                    [Object::Unicode(s)] => Value::from(s.clone()),
+                    [n, d] if int(n).is_some() && int(d).is_some() => {
+                        Value::from(format!("{}/{}", int(n).unwrap_or(0), int(d).unwrap_or(1)))
+                    }
                     other => return Err(format!("Fraction of {other:?}")),
                 }
             }
