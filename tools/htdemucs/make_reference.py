@@ -11,6 +11,7 @@ Two jobs (run from the repo root with .venv-htdemucs/bin/python, under `nice -n 
             955717e8) and seeded random weights, saved as a `.th` in the release layout
             (what demucs.states.load_model reads) and as safetensors, plus a seeded 30 s stereo
             clip and PyTorch's apply_model output on it. Written to --out (default out/htdemucs).
+  bench     Times PyTorch's apply_model on that clip (--threads, default 2) with peak RSS.
 """
 import argparse
 import json
@@ -190,15 +191,37 @@ def full(out_dir, seconds, threads):
           f"with {threads} threads: {elapsed:.2f} s (RTF {elapsed / seconds:.3f})")
 
 
+def bench(out_dir, threads):
+    """Time PyTorch's apply_model on the saved clip, as the parity example times nomusic."""
+    import resource
+    from safetensors.torch import load_file
+    torch.set_num_threads(threads)
+    model = load_model(os.path.join(out_dir, "htdemucs-random.th")).float().eval()
+    mix = load_file(os.path.join(out_dir, "clip.safetensors"))["mix"]
+    ref = mix.mean(0)
+    std = ref.std() + 1e-8
+    norm = (mix - ref.mean()) / std
+    seconds = mix.shape[-1] / model.samplerate
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        apply_model(model, norm[None], shifts=0, split=True, overlap=0.25)
+    elapsed = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"torch {torch.__version__}, {threads} threads: {seconds:.1f} s separated in "
+          f"{elapsed:.2f} s (RTF {elapsed / seconds:.3f}), peak RSS {peak:.0f} MiB")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("job", choices=["fixtures", "full"])
+    p.add_argument("job", choices=["fixtures", "full", "bench"])
     p.add_argument("--out", default="out/htdemucs")
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
     if a.job == "fixtures":
         fixtures("crates/htdemucs/tests/data/tiny.safetensors")
+    elif a.job == "bench":
+        bench(a.out, a.threads)
     else:
         full(a.out, a.seconds, a.threads)
 

@@ -321,9 +321,11 @@ impl HtDemucs {
             }
             out_length = training_length;
         }
+        let mut timer = StageTimer::from_env();
         let host: Vec<Vec<Vec<f32>>> = mix.to_device(&Device::Cpu)?.to_vec3()?;
         let mag = self.spec(&host)?;
         let (_, _, fq, t) = mag.dims4()?;
+        timer.lap("stft");
 
         let (mean, std) = mean_std(&mag)?;
         let mut x = mag.broadcast_sub(&mean)?.broadcast_div(&(&std + 1e-5)?)?;
@@ -347,6 +349,7 @@ impl HtDemucs {
                 }
             }
             x = encode.forward(&x, inject.as_ref())?;
+            timer.lap(&format!("encoder.{idx}+tencoder.{idx}"));
             if idx == 0 {
                 if let Some(emb) = &self.freq_emb {
                     x = x.broadcast_add(emb)?;
@@ -371,6 +374,7 @@ impl HtDemucs {
                 (x, xt) = tr.forward(&x, &xt)?;
             }
         }
+        timer.lap("transformer");
         let offset = self.decoder.len() - self.tdecoder.len();
         for (idx, decode) in self.decoder.iter().enumerate() {
             let skip = saved.pop().expect("one skip per encoder");
@@ -388,6 +392,7 @@ impl HtDemucs {
                     xt = tdec.forward(&xt, Some(&skip), length_t)?.0;
                 }
             }
+            timer.lap(&format!("decoder.{idx}+tdecoder"));
         }
 
         let s = self.cfg.sources.len();
@@ -402,6 +407,26 @@ impl HtDemucs {
             .broadcast_mul(&stdt.unsqueeze(1)?)?
             .broadcast_add(&meant.unsqueeze(1)?)?;
         let out = (xt + spec_out)?;
+        timer.lap("istft");
         Ok(out.narrow(3, 0, length)?)
+    }
+}
+
+/// Per-stage wall times on stderr when `NOMUSIC_HTDEMUCS_PROFILE` is set (profiling aid).
+struct StageTimer(Option<std::time::Instant>);
+
+impl StageTimer {
+    fn from_env() -> Self {
+        Self(std::env::var_os("NOMUSIC_HTDEMUCS_PROFILE").map(|_| std::time::Instant::now()))
+    }
+
+    fn lap(&mut self, stage: &str) {
+        if let Some(t) = &mut self.0 {
+            eprintln!(
+                "htdemucs profile: {stage:<24} {:8.1} ms",
+                t.elapsed().as_secs_f64() * 1e3
+            );
+            *t = std::time::Instant::now();
+        }
     }
 }
