@@ -3,6 +3,7 @@
 //! demucs, which candle's uniform-stride conv2d cannot express), norms and activations.
 
 use candle_core::{Module, Tensor, D};
+
 use candle_nn::VarBuilder;
 
 use crate::Result;
@@ -250,23 +251,136 @@ impl FreqConvTr {
 #[derive(Debug, Clone)]
 pub(crate) enum Norm {
     Identity,
-    Group(candle_nn::GroupNorm),
+    Group(GroupNorm),
 }
 
 impl Norm {
     pub fn load(vb: VarBuilder, enabled: bool, groups: usize, channels: usize) -> Result<Self> {
         Ok(if enabled {
-            Norm::Group(candle_nn::group_norm(groups, channels, 1e-5, vb)?)
+            Norm::Group(GroupNorm::load(vb, groups, channels, false)?)
         } else {
             Norm::Identity
         })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(match self {
-            Norm::Identity => x.clone(),
-            Norm::Group(g) => g.forward(x)?,
+        match self {
+            Norm::Identity => Ok(x.clone()),
+            Norm::Group(g) => g.forward(x),
+        }
+    }
+}
+
+/// `nn.GroupNorm(groups, channels, eps=1e-5)` on `(B, C, ...)`, or with `channel_last` on
+/// `(B, T, C)` normalising each batch item over everything (demucs' `MyGroupNorm(1, C)`).
+///
+/// On the CPU it runs as one pass for the statistics and one for the affine map over the
+/// data (candle's composite version takes about eight tensor passes, a large share of the
+/// time of the DConv branches).
+#[derive(Debug, Clone)]
+pub(crate) struct GroupNorm {
+    weight: Tensor,
+    bias: Tensor,
+    weight_host: Vec<f32>,
+    bias_host: Vec<f32>,
+    groups: usize,
+    channel_last: bool,
+    fallback: Option<candle_nn::GroupNorm>,
+}
+
+impl GroupNorm {
+    pub fn load(
+        vb: VarBuilder,
+        groups: usize,
+        channels: usize,
+        channel_last: bool,
+    ) -> Result<Self> {
+        let weight = vb.get(channels, "weight")?;
+        let bias = vb.get(channels, "bias")?;
+        let fallback = if channel_last || vb.device().is_cpu() {
+            None
+        } else {
+            Some(candle_nn::GroupNorm::new(
+                weight.clone(),
+                bias.clone(),
+                channels,
+                groups,
+                1e-5,
+            )?)
+        };
+        Ok(Self {
+            weight_host: weight.to_device(&candle_core::Device::Cpu)?.to_vec1()?,
+            bias_host: bias.to_device(&candle_core::Device::Cpu)?.to_vec1()?,
+            weight,
+            bias,
+            groups,
+            channel_last,
+            fallback,
         })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(g) = &self.fallback {
+            return Ok(g.forward(x)?);
+        }
+        if !x.device().is_cpu() {
+            // channel_last on an accelerator: composite ops.
+            let (b, t, c) = x.dims3()?;
+            let flat = x.reshape((b, t * c))?;
+            let mean = flat.mean_keepdim(1)?;
+            let centred = flat.broadcast_sub(&mean)?;
+            let var = centred.sqr()?.mean_keepdim(1)?;
+            let normed = centred
+                .broadcast_div(&(var + 1e-5)?.sqrt()?)?
+                .reshape((b, t, c))?;
+            return Ok(normed
+                .broadcast_mul(&self.weight)?
+                .broadcast_add(&self.bias)?);
+        }
+        let dims = x.dims().to_vec();
+        let (b, c) = if self.channel_last {
+            (dims[0], dims[dims.len() - 1])
+        } else {
+            (dims[0], dims[1])
+        };
+        let per_item: usize = dims[1..].iter().product();
+        let mut data = x.flatten_all()?.to_vec1::<f32>()?;
+        let groups = if self.channel_last { 1 } else { self.groups };
+        let group_len = per_item / groups;
+        let rest = per_item / c; // frames per channel (channels first)
+        for item in 0..b {
+            for g in 0..groups {
+                let chunk = &mut data[item * per_item + g * group_len..][..group_len];
+                let n = chunk.len() as f64;
+                let mean = chunk.iter().map(|v| f64::from(*v)).sum::<f64>() / n;
+                let var = chunk
+                    .iter()
+                    .map(|v| (f64::from(*v) - mean).powi(2))
+                    .sum::<f64>()
+                    / n;
+                let inv = 1.0 / (var + 1e-5).sqrt();
+                if self.channel_last {
+                    for row in chunk.chunks_mut(c) {
+                        for ((v, w), bb) in
+                            row.iter_mut().zip(&self.weight_host).zip(&self.bias_host)
+                        {
+                            *v = ((f64::from(*v) - mean) * inv) as f32 * w + bb;
+                        }
+                    }
+                } else {
+                    let ch0 = g * (c / groups);
+                    for (ci, row) in chunk.chunks_mut(rest).enumerate() {
+                        let w = f64::from(self.weight_host[ch0 + ci]) * inv;
+                        let bb = f64::from(self.bias_host[ch0 + ci]) - mean * w;
+                        let (w, bb) = (w as f32, bb as f32);
+                        for v in row.iter_mut() {
+                            *v = *v * w + bb;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Tensor::from_vec(data, dims, x.device())?)
     }
 }
 

@@ -6,7 +6,7 @@
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{LayerNorm, Linear, VarBuilder};
 
-use crate::layers::{gelu, LayerScale};
+use crate::layers::{gelu, GroupNorm, LayerScale};
 use crate::Result;
 
 /// What the transformer needs from the model configuration.
@@ -87,36 +87,6 @@ impl MultiheadAttention {
     }
 }
 
-/// `MyGroupNorm(1, C)` on `(B, T, C)`: normalise over time and channels together.
-#[derive(Debug, Clone)]
-struct GroupNorm1 {
-    weight: Tensor,
-    bias: Tensor,
-}
-
-impl GroupNorm1 {
-    fn load(vb: VarBuilder, dim: usize) -> Result<Self> {
-        Ok(Self {
-            weight: vb.get(dim, "weight")?,
-            bias: vb.get(dim, "bias")?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, t, c) = x.dims3()?;
-        let flat = x.reshape((b, t * c))?;
-        let mean = flat.mean_keepdim(1)?;
-        let centred = flat.broadcast_sub(&mean)?;
-        let var = centred.sqr()?.mean_keepdim(1)?;
-        let normed = centred
-            .broadcast_div(&(var + 1e-5)?.sqrt()?)?
-            .reshape((b, t, c))?;
-        Ok(normed
-            .broadcast_mul(&self.weight)?
-            .broadcast_add(&self.bias)?)
-    }
-}
-
 #[derive(Debug, Clone)]
 struct FeedForward {
     linear1: Linear,
@@ -165,7 +135,7 @@ struct Layer {
     norm1: LayerNorm,
     norm2: LayerNorm,
     norm3: Option<LayerNorm>,
-    norm_out: Option<GroupNorm1>,
+    norm_out: Option<GroupNorm>,
     gamma_1: Option<LayerScale>,
     gamma_2: Option<LayerScale>,
     norm_first: bool,
@@ -182,7 +152,7 @@ impl Layer {
             norm2: ln("norm2")?,
             norm3: if cross { Some(ln("norm3")?) } else { None },
             norm_out: if cfg.norm_first && cfg.norm_out {
-                Some(GroupNorm1::load(vb.pp("norm_out"), cfg.dim)?)
+                Some(GroupNorm::load(vb.pp("norm_out"), 1, cfg.dim, true)?)
             } else {
                 None
             },
