@@ -309,3 +309,46 @@ fn eval_scores_a_pair() {
     assert!(v["mo_atten_db"].as_f64().unwrap().abs() < 1e-6);
     assert!(v["stoi"].as_f64().unwrap() > 0.3);
 }
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_leaves_no_partial_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("long.wav");
+    {
+        // Five minutes of noise at 48 kHz stereo: long enough to be interrupted mid-way.
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 48_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(&input, spec).unwrap();
+        let mut state = 12345u32;
+        for _ in 0..48_000 * 300 * 2 {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            w.write_sample((state >> 20) as i16 - 2048).unwrap();
+        }
+        w.finalize().unwrap();
+    }
+    let outdir = tmp.path().join("out");
+    std::fs::create_dir(&outdir).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nomusic"))
+        .args(["separate", s(&input), "-o", s(&outdir.join("x.wav")), "--quiet"])
+        .env("NOMUSIC_MODEL_DIR", shared().join("models"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the output's temporary file exists, i.e. processing has started.
+    while std::fs::read_dir(&outdir).unwrap().next().is_none() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("nomusic exited ({status}) before writing anything");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let left: Vec<_> = std::fs::read_dir(&outdir).unwrap().collect();
+    assert!(left.is_empty(), "nothing may be left behind: {left:?}");
+}
