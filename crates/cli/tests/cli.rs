@@ -334,7 +334,13 @@ fn ctrl_c_leaves_no_partial_output() {
     let outdir = tmp.path().join("out");
     std::fs::create_dir(&outdir).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_nomusic"))
-        .args(["separate", s(&input), "-o", s(&outdir.join("x.wav")), "--quiet"])
+        .args([
+            "separate",
+            s(&input),
+            "-o",
+            s(&outdir.join("x.wav")),
+            "--quiet",
+        ])
         .env("NOMUSIC_MODEL_DIR", shared().join("models"))
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -346,9 +352,17 @@ fn ctrl_c_leaves_no_partial_output() {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let left: Vec<_> = std::fs::read_dir(&outdir).unwrap().collect();
     assert!(left.is_empty(), "nothing may be left behind: {left:?}");
 }
