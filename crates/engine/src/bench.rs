@@ -184,7 +184,7 @@ pub fn run_bench(
         .map(|r| ScoredItem {
             smr_db: r.item.smr_db,
             vocals: r.item.vocals,
-            metrics: r.metrics.clone(),
+            metrics: r.metrics,
         })
         .collect();
     let mut buckets: Vec<f64> = results.iter().map(|r| r.item.smr_db).collect();
