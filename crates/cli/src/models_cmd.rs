@@ -24,8 +24,8 @@ pub fn run(args: ModelsArgs) -> Result<ExitCode> {
 fn list() -> Result<ExitCode> {
     let dirs = ModelDirs::from_env();
     println!(
-        "{:<16} {:>8} {:>9} {:<18} {:>8}  {}",
-        "NAME", "RATE", "LATENCY", "LICENCE", "SIZE", "LOCAL"
+        "{:<16} {:>8} {:>9} {:<18} {:>8}  LOCAL",
+        "NAME", "RATE", "LATENCY", "LICENCE", "SIZE"
     );
     for spec in registry::all() {
         let local = match dirs.locate(spec) {
