@@ -16,12 +16,13 @@ use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
 use symphonia::core::codecs::CodecParameters;
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::probe::Hint;
-use symphonia::core::formats::well_known::FORMAT_ID_MKV;
+use symphonia::core::formats::well_known::{FORMAT_ID_ISOMP4, FORMAT_ID_MKV};
 use symphonia::core::formats::{FormatOptions, FormatReader, TrackType};
 use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 
 use crate::error::AudioIoError;
+use crate::mp4_edit::{FrameTrim, Mp4Trim};
 use crate::opus::{OpusDecoder, OpusHead, OPUS_RATE_HZ};
 
 /// More damaged packets than this in a row make the file corrupt rather than glitchy.
@@ -81,6 +82,10 @@ pub struct Decoder {
     /// The track states a delay (Ogg), so its stated length includes the pre-skip unless the
     /// reader trims it.
     reader_counts_preskip: bool,
+    /// MP4/M4A gapless trim (see `mp4_edit`), until the first audio gives the decoded rate.
+    mp4_trim: Option<Mp4Trim>,
+    /// The same trim in decoded frames, applied to every packet from the first audio on.
+    frame_trim: Option<FrameTrim>,
 }
 
 impl std::fmt::Debug for Decoder {
@@ -159,6 +164,7 @@ impl Decoder {
         let frames = track.num_frames;
         let reader_trims = track.delay.is_some() && track.num_frames.is_some();
         let mut end_trim_frames = 0usize;
+        let mut mp4_trim = None;
 
         let (codec, codec_name, sample_rate_hz, channels) = if params.codec == CODEC_ID_OPUS {
             let corrupt = |detail: String| AudioIoError::Corrupt {
@@ -201,6 +207,10 @@ impl Decoder {
                     path: path.to_path_buf(),
                     codec: params.codec.to_string(),
                 })?;
+            if reader.format_info().format == FORMAT_ID_ISOMP4 {
+                // MP4/M4A: the encoder delay and padding are in the edit list (or iTunSMPB).
+                mp4_trim = crate::mp4_edit::read_trim(path, track_id);
+            }
             let name = decoder.codec_info().short_name.to_string();
             let rate = params.sample_rate.unwrap_or(0);
             let channels = params.channels.as_ref().map_or(0, |c| c.count());
@@ -228,6 +238,8 @@ impl Decoder {
             consecutive_bad: 0,
             finished: false,
             reader_counts_preskip: reader_trims,
+            mp4_trim,
+            frame_trim: None,
         };
         decoder.hold_samples = end_trim_frames * decoder.info.channels;
         // Decode ahead until there is audio, so the stream's real format is known (containers
@@ -305,6 +317,12 @@ impl Decoder {
         }
         let reader_counts_preskip = self.reader_counts_preskip;
         loop {
+            if self.frame_trim.is_some_and(|t| t.is_done()) {
+                // Everything the edit list keeps is out; the rest is padding.
+                self.finished = true;
+                self.check_complete()?;
+                return Ok(false);
+            }
             let packet = match self.reader.next_packet() {
                 Ok(Some(packet)) => packet,
                 Ok(None) => {
@@ -343,6 +361,17 @@ impl Decoder {
                             self.info.sample_rate_hz = rate;
                             self.info.channels = channels;
                         }
+                        if let Some(trim) = self.mp4_trim.take() {
+                            let frames = trim.in_frames(rate);
+                            self.info.frames = match frames.remaining_frames {
+                                Some(keep) => Some(keep),
+                                None => self
+                                    .info
+                                    .frames
+                                    .map(|f| f.saturating_sub(frames.skip_frames)),
+                            };
+                            self.frame_trim = Some(frames);
+                        }
                         if rate != self.info.sample_rate_hz || channels != self.info.channels {
                             let detail = format!(
                                 "the format changes part-way, from {} Hz {} ch to {rate} Hz {channels} ch",
@@ -355,10 +384,15 @@ impl Decoder {
                                 detail,
                             ));
                         }
-                        let samples = decoded.frames() * channels;
+                        let keep = match self.frame_trim.as_mut() {
+                            Some(trim) => trim.keep_range(decoded.frames()),
+                            None => 0..decoded.frames(),
+                        };
                         self.scratch.clear();
                         decoded.copy_to_vec_interleaved(&mut self.scratch);
-                        self.pending.extend_from_slice(&self.scratch[..samples]);
+                        self.pending.extend_from_slice(
+                            &self.scratch[keep.start * channels..keep.end * channels],
+                        );
                         Ok(())
                     }
                     Err(SymError::DecodeError(msg)) => Err(msg.to_string()),

@@ -12,10 +12,8 @@ const MAX_CROSS_CORRELATION: f64 = 0.3;
 /// MP3 and Vorbis are trimmed to the exact length by symphonia (LAME/Xing gapless info, Ogg
 /// granule positions); allow one MP3 granule in case an encoder writes no gapless info.
 const GAPLESS_TOLERANCE_FRAMES: usize = 1152;
-/// AAC in MP4: symphonia 0.6 ignores the edit list, so the decoded stream keeps the encoder's
-/// 1024 priming frames and up to 1024 padding frames at the end.
-const AAC_EXTRA_FRAMES_MAX: usize = 2 * 1024 + 64;
-/// Largest encoder delay searched for when aligning lossy decodes (AAC priming is 1024).
+/// Largest encoder delay searched for when aligning lossy decodes (wide enough to catch AAC's
+/// 1024 priming frames if they were not trimmed).
 const MAX_SEARCH_LAG: isize = 2500;
 
 fn assert_format(name: &str, rate: u32, channels: usize, codec: &str) -> Vec<Vec<f32>> {
@@ -112,26 +110,25 @@ fn ogg_vorbis_length_and_content() {
     assert!(lag.abs() <= 2, "vorbis: lag {lag}");
 }
 
-#[test]
-fn m4a_aac_length_and_content() {
-    let decoded = assert_format("aac.m4a", 44_100, 2, "aac");
-    let len = decoded[0].len();
-    assert!(
-        (SOURCE_FRAMES..=SOURCE_FRAMES + AAC_EXTRA_FRAMES_MAX).contains(&len),
-        "aac: {len} frames"
-    );
-    assert_similar_stereo("aac", &decoded);
+/// AAC in MP4: the edit list says to skip the encoder's 1024 priming frames and to drop the
+/// padding of the last packet, so the decode has the source's exact length and no delay.
+fn assert_aac_gapless(name: &str) {
+    let decoded = assert_format(name, 44_100, 2, "aac");
+    assert_eq!(decoded[0].len(), SOURCE_FRAMES, "{name}: length");
+    let lag = assert_similar_stereo(name, &decoded);
+    assert!(lag.abs() <= 1, "{name}: priming not trimmed, lag {lag}");
+    let d = Decoder::open(&fixture(name)).unwrap();
+    assert_eq!(d.info().frames, Some(SOURCE_FRAMES as u64), "{name}");
 }
 
 #[test]
-fn mp4_video_audio_track() {
-    let decoded = assert_format("video-aac.mp4", 44_100, 2, "aac");
-    let len = decoded[0].len();
-    assert!(
-        (SOURCE_FRAMES..=SOURCE_FRAMES + AAC_EXTRA_FRAMES_MAX).contains(&len),
-        "{len}"
-    );
-    assert_similar_stereo("mp4 video", &decoded);
+fn m4a_aac_gapless_exact_length_and_aligned() {
+    assert_aac_gapless("aac.m4a");
+}
+
+#[test]
+fn mp4_video_aac_track_gapless_exact_length_and_aligned() {
+    assert_aac_gapless("video-aac.mp4");
 }
 
 #[test]
@@ -242,6 +239,7 @@ fn streaming_in_random_chunks_equals_read_all() {
         "mp3.mp3",
         "vorbis.ogg",
         "aac.m4a",
+        "video-aac.mp4",
         "opus-stereo.opus",
         "opus-mono.opus",
         "opus.webm",
