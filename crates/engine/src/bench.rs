@@ -154,7 +154,8 @@ pub fn run_bench(
         let t0 = Instant::now();
         sep.process(mix, &mut est, None)?;
         sep.finish(&mut est, None)?;
-        total_proc += t0.elapsed();
+        let processing = t0.elapsed();
+        total_proc += processing;
         total_base += baseline_workload(mix, rate)?;
         total_audio_s += mix.len() as f64 / rate as f64;
 
@@ -175,7 +176,7 @@ pub fn run_bench(
             item: item.clone(),
             metrics: m,
             duration_s: mix.len() as f64 / rate as f64,
-            processing: t0.elapsed(),
+            processing,
         });
     }
     progress(items.len(), items.len(), "");
