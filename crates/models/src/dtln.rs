@@ -17,6 +17,7 @@ use nomusic_dsp::stft::{rect_window, Complex32, StftAnalysis, StftSynthesis};
 use realfft::{ComplexToReal, RealFftPlanner};
 use tract_onnx::prelude::*;
 
+use crate::separator::check_hop;
 use crate::{ModelError, Separator};
 
 const MODEL: &str = "dtln";
@@ -196,14 +197,7 @@ impl Separator for Dtln {
     }
 
     fn process_hop(&mut self, input: &[f32], output: &mut [f32]) -> Result<(), ModelError> {
-        for len in [input.len(), output.len()] {
-            if len != HOP_LEN {
-                return Err(ModelError::HopLength {
-                    expected: HOP_LEN,
-                    got: len,
-                });
-            }
-        }
+        check_hop(HOP_LEN, input, output)?;
         self.step(input, output)
     }
 

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use nomusic_dsp::stft::{sqrt_hann_window, Complex32, StftAnalysis, StftSynthesis};
 use tract_onnx::prelude::*;
 
+use crate::separator::check_hop;
 use crate::{ModelError, Separator};
 
 const MODEL: &str = "gtcrn";
@@ -162,14 +163,7 @@ impl Separator for Gtcrn {
     }
 
     fn process_hop(&mut self, input: &[f32], output: &mut [f32]) -> Result<(), ModelError> {
-        for len in [input.len(), output.len()] {
-            if len != HOP_LEN {
-                return Err(ModelError::HopLength {
-                    expected: HOP_LEN,
-                    got: len,
-                });
-            }
-        }
+        check_hop(HOP_LEN, input, output)?;
         self.step(input, output)
     }
 

@@ -22,3 +22,14 @@ pub trait Separator: Send {
     /// Forget all stream state, as if newly built.
     fn reset(&mut self);
 }
+
+/// Checks that both buffers of a `process_hop` call hold exactly `hop` frames.
+pub(crate) fn check_hop(hop: usize, input: &[f32], output: &[f32]) -> Result<(), ModelError> {
+    match [input.len(), output.len()]
+        .into_iter()
+        .find(|&len| len != hop)
+    {
+        Some(got) => Err(ModelError::HopLength { expected: hop, got }),
+        None => Ok(()),
+    }
+}

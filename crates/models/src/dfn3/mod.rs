@@ -35,6 +35,7 @@ use tract_onnx::prelude::*;
 
 use self::features::{apply_erb_gains, deep_filter, erb_band_widths, norm_alpha, Features};
 use self::graphs::{pulsed, Dim, PulsedGraph};
+use crate::separator::check_hop;
 use crate::{ModelError, Separator};
 
 const MODEL: &str = "deepfilternet3";
@@ -430,14 +431,7 @@ impl Separator for DeepFilterNet3 {
     }
 
     fn process_hop(&mut self, input: &[f32], output: &mut [f32]) -> Result<(), ModelError> {
-        for len in [input.len(), output.len()] {
-            if len != self.cfg.hop_size {
-                return Err(ModelError::HopLength {
-                    expected: self.cfg.hop_size,
-                    got: len,
-                });
-            }
-        }
+        check_hop(self.cfg.hop_size, input, output)?;
         self.step(input, output)
     }
 
