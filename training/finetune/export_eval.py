@@ -1,0 +1,83 @@
+"""Export a fine-tuning checkpoint as a DeepFilterNet3 model directory and benchmark it.
+
+    training/.venv/bin/python training/finetune/export_eval.py training/runs/dfn3-ft/ckpt_latest.pt \
+        [--out DIR] [--bench] [--val]
+
+Writes DIR (default: next to the checkpoint, `export-step<N>/`) with enc.onnx, erb_dec.onnx,
+df_dec.onnx (the original graphs with the fine-tuned weights) and config.ini, which nomusic loads
+unchanged: `nomusic bench --set ../shared/bench/dev --model deepfilternet3 --model-path DIR`.
+--bench runs exactly that (target/release/nomusic, one thread, nice 19) and writes
+DIR/bench-dev.json and DIR/bench-dev.txt; --val also scores training/data/val with nomusic bench.
+Before writing, the exported ONNX graphs are checked against the torch modules with onnxruntime.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ftcommon import ROOT, SHARED, VAL_DIR, base_model_dir  # noqa: E402
+from dfn3 import Dfn3  # noqa: E402
+
+
+def check_export(model: Dfn3, out: Path, frames: int = 30) -> float:
+    import onnxruntime as ort
+    rng = np.random.default_rng(0)
+    fe = rng.standard_normal((1, 1, frames, 32)).astype(np.float32)
+    fs = rng.standard_normal((1, 2, frames, 96)).astype(np.float32)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    enc = ort.InferenceSession(str(out / "enc.onnx"), so)
+    e = dict(zip([o.name for o in enc.get_outputs()], enc.run(None, {"feat_erb": fe, "feat_spec": fs})))
+    erb = ort.InferenceSession(str(out / "erb_dec.onnx"), so)
+    dfd = ort.InferenceSession(str(out / "df_dec.onnx"), so)
+    m_ref = erb.run(None, {i.name: e[i.name] for i in erb.get_inputs()})[0]
+    c_ref = dfd.run(None, {i.name: e[i.name] for i in dfd.get_inputs()})[0]
+    with torch.no_grad():
+        m, c, _ = model.graphs(torch.from_numpy(fe), torch.from_numpy(fs))
+    return float(max(np.abs(m.numpy() - m_ref).max(), np.abs(c.numpy() - c_ref).max()))
+
+
+def bench(model_dir: Path, set_dir: Path, name: str) -> str:
+    exe = ROOT / "target" / "release" / "nomusic"
+    cmd = ["nice", "-n", "19", str(exe), "bench", "--set", str(set_dir), "--model", "deepfilternet3",
+           "--model-path", str(model_dir), "--json", str(model_dir / f"bench-{name}.json")]
+    res = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    (model_dir / f"bench-{name}.txt").write_text(res.stdout)
+    return res.stdout
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="a train.py checkpoint, or 'base' for the original model")
+    p.add_argument("--out")
+    p.add_argument("--bench", action="store_true", help="nomusic bench on ../shared/bench/dev")
+    p.add_argument("--val", action="store_true", help="nomusic bench on training/data/val")
+    a = p.parse_args(argv)
+    torch.set_num_threads(1)
+    model = Dfn3(base_model_dir())
+    if a.checkpoint == "base":
+        out = Path(a.out) if a.out else base_model_dir()
+        step = 0
+    else:
+        st = torch.load(a.checkpoint, weights_only=False)
+        model.load_state_dict(st["model"])
+        step = st["step"]
+        out = Path(a.out) if a.out else Path(a.checkpoint).parent / f"export-step{step}"
+    model.export(out)
+    err = check_export(model, out)
+    print(f"exported step {step} to {out} (onnxruntime vs torch: max abs err {err:.2e})", flush=True)
+    if err > 1e-4:
+        sys.exit("exported graphs do not match the torch modules")
+    if a.bench:
+        print(bench(out, SHARED / "bench" / "dev", "dev"), flush=True)
+    if a.val:
+        print(bench(out, VAL_DIR, "val"), flush=True)
+
+
+if __name__ == "__main__":
+    main()

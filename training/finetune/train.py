@@ -1,0 +1,270 @@
+"""Fine-tune DeepFilterNet3 to keep speech and remove music (sung vocals included).
+
+    nice -n 19 training/.venv/bin/python training/finetune/train.py --out training/runs/dfn3-ft [--resume]
+
+Data: training/dataset.py's dynamic mixer at 48 kHz (new mixtures every epoch); item i of step k
+is mixer.item(epoch, index) with index = k * batch + i, so a resumed run sees exactly the items
+an uninterrupted one would. Writes into --out: train.csv (per-step losses), val.csv (periodic
+validation on a fixed subset of training/data/val), ckpt_latest.pt (model + optimiser + step +
+RNG, every --ckpt-minutes, atomically replaced), ckpt_step<N>.pt (kept every --keep-every steps),
+args.json.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ftcommon import ROOT, RUNS, VAL_DIR, base_model_dir, si_sdr, val_items  # noqa: E402  (sets sys.path)
+import losses as L  # noqa: E402
+from dfn3 import Dfn3  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=str(RUNS / "dfn3-ft"))
+    p.add_argument("--resume", action="store_true", help="continue from OUT/ckpt_latest.pt")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--items-per-epoch", type=int, default=20000)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--clip", type=float, default=10.0)
+    p.add_argument("--steps", type=int, default=10 ** 9, help="stop after this many steps")
+    p.add_argument("--hours", type=float, default=1e9, help="stop after this much wall time")
+    p.add_argument("--ckpt-minutes", type=float, default=10.0)
+    p.add_argument("--keep-every", type=int, default=1000)
+    p.add_argument("--val-every", type=int, default=250)
+    p.add_argument("--val-items", type=int, default=60)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--p-sung", type=float, default=None, help="MixConfig.p_sung (ablation: 0)")
+    # loss weights
+    p.add_argument("--w-spec", type=float, default=100.0)
+    p.add_argument("--w-mr", type=float, default=20.0)
+    p.add_argument("--w-mo", type=float, default=0.1)
+    p.add_argument("--w-lsnr", type=float, default=0.02)
+    p.add_argument("--w-hf", type=float, default=10.0)
+    p.add_argument("--hf", choices=["distill", "mask"], default="distill",
+                   help="above 7.5 kHz: distil the original model's ERB gains, or leave them free")
+    return p.parse_args(argv)
+
+
+class Trainer:
+    def __init__(self, args):
+        self.args = args
+        torch.manual_seed(args.seed)
+        base = base_model_dir()
+        self.model = Dfn3(base)
+        self.teacher = None
+        if args.hf == "distill":
+            self.teacher = Dfn3(base)
+            self.teacher.eval()
+            for prm in self.teacher.parameters():
+                prm.requires_grad_(False)
+        self.low_bins = int(L.LOW_HZ / (self.model.sr / self.model.fft))
+        edges = np.cumsum([0] + self.model.widths)
+        self.first_hf_band = int(np.searchsorted(edges, self.low_bins))  # first band starting >= 7.5 kHz
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+        self.step = 0
+        self.mixer = None
+
+    # ---- data ------------------------------------------------------------------------
+    def get_mixer(self):
+        if self.mixer is None:
+            from dataset import Mixer, MixConfig, load_pools
+            kw = dict(sr=48000, seconds=self.args.seconds)
+            if self.args.p_sung is not None:
+                kw["p_sung"] = self.args.p_sung
+            cfg = MixConfig(**kw)
+            self.mixer = Mixer(*load_pools("train", 48000), cfg, seed=self.args.seed)
+        return self.mixer
+
+    def batch(self, step):
+        a, mixer = self.args, self.get_mixer()
+        mix, sp, act = [], [], []
+        for i in range(a.batch):
+            idx = step * a.batch + i
+            it = mixer.item(idx // a.items_per_epoch, idx % a.items_per_epoch)
+            mix.append(it.mixture)
+            sp.append(it.speech)
+            act.append(it.active)
+        hop = self.model.hop
+        n = min(len(x) for x in mix) // hop * hop
+        to = lambda xs: torch.from_numpy(np.stack([x[:n] for x in xs]).astype(np.float32))
+        active = np.stack([x[:n] for x in act]).reshape(len(act), -1, hop).any(-1)
+        return to(mix), to(sp), torch.from_numpy(active)
+
+    # ---- loss ------------------------------------------------------------------------
+    def losses(self, mix, speech, active):
+        m = self.model
+        out = m(mix)
+        enh = out["enh"]
+        lo = self.low_bins
+        s_d = m.delay_spec(m.stft(speech))
+        x_d = m.delay_spec(out["spec"])
+        terms = {}
+        terms["spec"] = L.spectral_loss(enh[..., :lo], s_d[..., :lo])
+        y_lp = m.istft(torch.cat([enh[..., :lo], torch.zeros_like(enh[..., lo:])], -1))
+        s_lp = m.istft(torch.cat([s_d[..., :lo], torch.zeros_like(s_d[..., lo:])], -1))
+        terms["mr"] = L.multires_loss(y_lp, s_lp)
+        # music-only frames: no speech-active sample within 5 frames (50 ms) of the output frame
+        act = active.float()[:, None]
+        near = torch.nn.functional.max_pool1d(act, 11, 1, 5)[:, 0] > 0
+        near = torch.nn.functional.pad(near, (m.conv_lookahead, 0), value=True)[:, : near.shape[1]]
+        terms["mo"] = L.music_only_loss(enh[..., :lo], x_d[..., :lo], ~near)
+        terms["lsnr"] = L.lsnr_loss(out["lsnr"], L.lsnr_target(s_d[..., :lo], (x_d - s_d)[..., :lo]))
+        if self.teacher is not None:
+            with torch.no_grad():
+                fe, fs = self.teacher.features(out["spec"])
+                e0, e1, e2, e3, emb, c0, lsnr = self.teacher.enc(fe, fs)
+                (m_t,) = self.teacher.erb_dec(emb, e3, e2, e1, e0)
+            terms["hf"] = L.hf_distill_loss(out["m"], m_t, self.first_hf_band)
+        a = self.args
+        w = dict(spec=a.w_spec, mr=a.w_mr, mo=a.w_mo, lsnr=a.w_lsnr, hf=a.w_hf)
+        total = sum(w[k] * v for k, v in terms.items())
+        return total, {k: float(v.detach()) for k, v in terms.items()}
+
+    def lr_at(self, step):
+        return self.args.lr * min(1.0, (step + 1) / self.args.warmup)
+
+    def train_step(self, mix, speech, active):
+        self.model.train()
+        for g in self.opt.param_groups:
+            g["lr"] = self.lr_at(self.step)
+        total, terms = self.losses(mix, speech, active)
+        self.opt.zero_grad(set_to_none=True)
+        total.backward()
+        gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.args.clip)
+        self.opt.step()
+        self.step += 1
+        return float(total.detach()), terms, float(gn)
+
+    # ---- checkpoints -----------------------------------------------------------------
+    def state(self):
+        return dict(model=self.model.state_dict(), opt=self.opt.state_dict(), step=self.step,
+                    torch_rng=torch.get_rng_state(), np_rng=np.random.get_state(),
+                    py_rng=random.getstate(), args=vars(self.args))
+
+    def save(self, path: Path):
+        tmp = path.with_suffix(".tmp")
+        torch.save(self.state(), tmp)
+        os.replace(tmp, path)
+
+    def load(self, path: Path):
+        st = torch.load(path, weights_only=False)
+        self.model.load_state_dict(st["model"])
+        self.opt.load_state_dict(st["opt"])
+        self.step = st["step"]
+        torch.set_rng_state(st["torch_rng"])
+        np.random.set_state(st["np_rng"])
+        random.setstate(st["py_rng"])
+
+
+def enhance_16k(model: Dfn3, x16: np.ndarray) -> np.ndarray:
+    """Runs a 16 kHz clip through the model at 48 kHz with the runner's lsnr switches; the
+    output is aligned with the input (the model latency removed)."""
+    from scipy.signal import resample_poly
+    x48 = resample_poly(x16.astype(np.float64), 3, 1).astype(np.float32)
+    n = len(x48)
+    pad = (-n) % model.hop + model.latency
+    x48 = np.concatenate([x48, np.zeros(pad, np.float32)])
+    with torch.no_grad():
+        out = model(torch.from_numpy(x48)[None], gate=True)
+        y = model.istft(out["enh"])[0].numpy()[model.latency: model.latency + n]
+    return resample_poly(y.astype(np.float64), 1, 3)[: len(x16)].astype(np.float32)
+
+
+def validate(model: Dfn3, n_items: int) -> dict:
+    import soundfile as sf
+    model.eval()
+    rows = []
+    for it in val_items(n_items):
+        d = VAL_DIR / it["dir"]
+        mix, _ = sf.read(d / "mixture.wav", dtype="float32")
+        sp, _ = sf.read(d / "speech.wav", dtype="float32")
+        est = enhance_16k(model, mix)
+        mo = np.ones(len(mix), bool)
+        for sg in it["speech_segments"]:
+            mo[max(0, int((sg["start_s"] - 0.05) * 16000)):int((sg["end_s"] + 0.05) * 16000)] = False
+        mo_att = (max(-60.0, 10 * np.log10((np.sum(est[mo].astype(np.float64) ** 2) + 1e-12)
+                                           / (np.sum(mix[mo].astype(np.float64) ** 2) + 1e-12)))
+                  if mo.any() else float("nan"))
+        rows.append(dict(si_sdri=si_sdr(est, sp) - si_sdr(mix, sp), mo_att=mo_att,
+                         vocals=bool(it["music"]["vocals"])))
+    voc = [r for r in rows if r["vocals"]]
+    return dict(si_sdri=float(np.mean([r["si_sdri"] for r in rows])),
+                si_sdri_vocal=float(np.mean([r["si_sdri"] for r in voc])) if voc else float("nan"),
+                mo_att=float(np.nanmean([r["mo_att"] for r in rows])), n=len(rows), n_vocal=len(voc))
+
+
+def append_csv(path: Path, row: dict):
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tr = Trainer(args)
+    ckpt = out / "ckpt_latest.pt"
+    if args.resume and ckpt.exists():
+        tr.load(ckpt)
+        print(f"resumed from {ckpt} at step {tr.step}", flush=True)
+    elif ckpt.exists():
+        raise SystemExit(f"{ckpt} exists: pass --resume, or choose another --out")
+    (out / "args.json").write_text(json.dumps(vars(args), indent=1))
+    if tr.step == 0:
+        t = time.time()
+        v = validate(tr.model, args.val_items)
+        append_csv(out / "val.csv", dict(step=0, wall_s=0.0, **v, val_s=round(time.time() - t, 1)))
+        print(f"step 0 val {v} ({time.time() - t:.0f} s)", flush=True)
+    t_start = time.time()
+    last_ckpt = time.time()
+    while tr.step < args.steps and time.time() - t_start < args.hours * 3600:
+        t0 = time.time()
+        mix, sp, act = tr.batch(tr.step)
+        t1 = time.time()
+        total, terms, gn = tr.train_step(mix, sp, act)
+        t2 = time.time()
+        if not math.isfinite(total):
+            raise SystemExit(f"non-finite loss at step {tr.step}")
+        append_csv(out / "train.csv", dict(step=tr.step, time=round(time.time(), 1), loss=round(total, 6),
+                                           **{k: round(v, 6) for k, v in terms.items()}, grad_norm=round(gn, 4),
+                                           lr=tr.lr_at(tr.step - 1), data_s=round(t1 - t0, 3),
+                                           step_s=round(t2 - t1, 3)))
+        if tr.step % 10 == 0:
+            print(f"step {tr.step} loss {total:.4f} " + " ".join(f"{k} {v:.4f}" for k, v in terms.items())
+                  + f" data {t1 - t0:.2f}s step {t2 - t1:.2f}s", flush=True)
+        if tr.step % args.val_every == 0:
+            t = time.time()
+            v = validate(tr.model, args.val_items)
+            append_csv(out / "val.csv", dict(step=tr.step, wall_s=round(time.time() - t_start, 1), **v,
+                                             val_s=round(time.time() - t, 1)))
+            print(f"step {tr.step} val {v} ({time.time() - t:.0f} s)", flush=True)
+        if tr.step % args.keep_every == 0:
+            tr.save(out / f"ckpt_step{tr.step}.pt")
+        if time.time() - last_ckpt > args.ckpt_minutes * 60:
+            tr.save(ckpt)
+            last_ckpt = time.time()
+    tr.save(ckpt)
+    print(f"stopped at step {tr.step}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""Tests of the DeepFilterNet3 fine-tuning code (training/finetune). Skipped without torch/onnx
+(installed by training/setup-train.sh) or without ../shared/models/deepfilternet3."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+ort = pytest.importorskip("onnxruntime")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "finetune"))
+from ftcommon import ROOT, TARBALL, base_model_dir  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not TARBALL.is_file(), reason="no DeepFilterNet3 tarball in ../shared")
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def model():
+    from dfn3 import Dfn3
+    return Dfn3(base_model_dir())
+
+
+def _random_inputs(S=40, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((1, 1, S, 32)).astype(np.float32),
+            rng.standard_normal((1, 2, S, 96)).astype(np.float32))
+
+
+def _ort_run(d, fe, fs):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    enc = ort.InferenceSession(str(d / "enc.onnx"), so)
+    e = dict(zip([o.name for o in enc.get_outputs()], enc.run(None, {"feat_erb": fe, "feat_spec": fs})))
+    out = dict(e)
+    for name, key in (("erb_dec", "m"), ("df_dec", "coefs")):
+        s = ort.InferenceSession(str(d / f"{name}.onnx"), so)
+        out[key] = s.run(None, {i.name: e[i.name] for i in s.get_inputs()})[0]
+    return out
+
+
+def _torch_run(model, fe, fs):
+    with torch.no_grad():
+        e = dict(zip(model.enc.outputs, model.enc(torch.from_numpy(fe), torch.from_numpy(fs))))
+        m, coefs, _ = model.graphs(torch.from_numpy(fe), torch.from_numpy(fs))
+    out = {k: v.numpy() for k, v in e.items()}
+    out["m"], out["coefs"] = m.numpy(), coefs.numpy()
+    return out
+
+
+def _max_err(a, b):
+    return {k: float(np.abs(a[k] - b[k]).max()) for k in ("e0", "e1", "e2", "e3", "emb", "c0", "lsnr", "m", "coefs")}
+
+
+def test_torch_graphs_match_onnxruntime(model):
+    fe, fs = _random_inputs()
+    ref, got = _ort_run(model.dir, fe, fs), _torch_run(model, fe, fs)
+    for k, v in ref.items():
+        assert got[k].shape == v.shape, k
+    errs = _max_err(ref, got)
+    assert max(errs.values()) < 1e-4, errs
+
+
+def test_export_round_trip(model, tmp_path):
+    """Changed weights exported to ONNX give what the torch modules give (same names/shapes)."""
+    from dfn3 import Dfn3
+    m = Dfn3(model.dir)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.01 * p.abs().mean() * torch.randn(p.shape, generator=g))
+    m.export(tmp_path)
+    for name in ("enc", "erb_dec", "df_dec"):
+        import onnx
+        a, b = onnx.load(str(model.dir / f"{name}.onnx")), onnx.load(str(tmp_path / f"{name}.onnx"))
+        assert [i.name for i in a.graph.input] == [i.name for i in b.graph.input]
+        assert [o.name for o in a.graph.output] == [o.name for o in b.graph.output]
+        assert len(a.graph.node) == len(b.graph.node)
+    fe, fs = _random_inputs(seed=2)
+    ref, got = _ort_run(tmp_path, fe, fs), _torch_run(m, fe, fs)
+    errs = _max_err(ref, got)
+    assert max(errs.values()) < 1e-4, errs
+    base = _torch_run(model, fe, fs)
+    assert np.abs(base["m"] - got["m"]).max() > 1e-4  # the weights really changed
+
+
+def test_erb_layout_and_stft_round_trip(model):
+    assert sum(model.widths) == 481 and min(model.widths) >= 2 and len(model.widths) == 32
+    assert model.alpha == 0.99
+    x = torch.randn(1, 480 * 50)
+    y = model.istft(model.stft(x))
+    d = model.fft - model.hop
+    assert float((y[0, d:] - x[0, :-d]).abs().max()) < 1e-5
+
+
+def test_features_match_a_frame_by_frame_transliteration_of_features_rs(model):
+    """Vectorised features == the per-frame recursion of crates/models/src/dfn3/features.rs."""
+    x = torch.randn(2, 480 * 30) * 0.1
+    spec = model.stft(x)
+    fe, fs = model.features(spec)
+    a = model.alpha
+    for b in range(2):
+        mean = np.linspace(-60.0, -90.0, 32, dtype=np.float32)
+        unit = np.linspace(0.001, 0.0001, 96, dtype=np.float32)
+        for t in range(spec.shape[1]):
+            s = spec[b, t].numpy()
+            start, erb = 0, []
+            for i, w in enumerate(model.widths):
+                p = np.float32(np.sum(np.abs(s[start:start + w]) ** 2) / w)
+                start += w
+                db = np.float32(np.log10(p + 1e-10) * 10)
+                mean[i] = db * (1 - a) + mean[i] * a
+                erb.append((db - mean[i]) / 40)
+            assert np.abs(np.array(erb) - fe[b, 0, t].numpy()).max() < 1e-4
+            unit = np.abs(s[:96]) * (1 - a) + unit * a
+            c = s[:96] / np.sqrt(unit)
+            assert np.abs(c.real - fs[b, 0, t].numpy()).max() < 1e-3 * max(1.0, np.abs(c).max())
+            assert np.abs(c.imag - fs[b, 1, t].numpy()).max() < 1e-3 * max(1.0, np.abs(c).max())
+
+
+@pytest.mark.skipif(not (ROOT / "target/release/nomusic").is_file(), reason="no release build")
+def test_pipeline_matches_the_nomusic_runner(model, tmp_path):
+    """The torch pipeline (features, graphs, gains, deep filter, lsnr switches, synthesis) gives
+    the same audio as `nomusic separate` with the same model directory."""
+    import soundfile as sf
+    rng = np.random.default_rng(3)
+    n = 48000 * 3
+    t = np.arange(n) / 48000
+    x = (0.1 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 2 * t) > 0)
+         + 0.02 * rng.standard_normal(n)).astype(np.float32)
+    sf.write(tmp_path / "in.wav", x, 48000, subtype="FLOAT")
+    subprocess.run([str(ROOT / "target/release/nomusic"), "separate", str(tmp_path / "in.wav"), "-o",
+                    str(tmp_path / "out.wav"), "--bits", "32", "--quiet", "--model-path", str(model.dir)],
+                   check=True)
+    ref, _ = sf.read(tmp_path / "out.wav", dtype="float32")
+    with torch.no_grad():
+        xp = torch.from_numpy(np.concatenate([x, np.zeros(model.latency, np.float32)]))[None]
+        y = model.istft(model(xp, gate=True)["enh"])[0].numpy()[model.latency:model.latency + n]
+    # the runner flushes with zero hops, which its silence gate outputs as zeros (last 30 ms)
+    k = n - model.latency
+    y, ref = y[:k], ref[:k]
+    err = np.abs(y - ref).max()
+    snr = 10 * np.log10(np.sum(ref ** 2) / np.sum((y - ref) ** 2))
+    assert err < 1e-4 and snr > 80, (err, snr)
+
+
+def test_loss_decreases_on_a_tiny_batch(tmp_path):
+    """A few optimiser steps on one fixed synthetic batch lower the training loss."""
+    import train
+    args = train.parse_args(["--out", str(tmp_path), "--lr", "5e-4", "--warmup", "1"])
+    tr = train.Trainer(args)
+    rng = np.random.default_rng(0)
+    n = 48000
+    t = np.arange(n) / 48000
+    speech = (0.05 * np.sin(2 * np.pi * 180 * t) * np.sin(2 * np.pi * 3 * t) ** 2).astype(np.float32)
+    music = (0.03 * (np.sin(2 * np.pi * 440 * t) + np.sin(2 * np.pi * 660 * t))
+             + 0.003 * rng.standard_normal(n)).astype(np.float32)
+    speech[: n // 4] = 0
+    mix = torch.from_numpy(speech + music)[None]
+    sp = torch.from_numpy(speech)[None]
+    active = torch.from_numpy(np.abs(speech.reshape(-1, 480)).max(-1) > 1e-3)[None]
+    losses = [tr.train_step(mix, sp, active)[0] for _ in range(12)]
+    assert losses[-1] < 0.8 * losses[0], losses
