@@ -15,7 +15,10 @@ C = 0.3  # magnitude compression (DeepFilterNet's spectral losses)
 
 
 def _compress(spec: torch.Tensor, c: float = C, eps: float = 1e-12):
-    mag = spec.abs().clamp_min(eps)
+    # sqrt(re^2 + im^2 + eps^2), not abs(): torch's complex abs() has a NaN gradient at exactly 0
+    # (frames before the start, silent inputs), which once turned every weight into NaN.
+    r = torch.view_as_real(spec)
+    mag = torch.sqrt((r ** 2).sum(-1) + eps * eps)
     return mag ** c, spec * (mag ** (c - 1))
 
 
@@ -42,8 +45,8 @@ def music_only_loss(enh: torch.Tensor, mix: torch.Tensor, mo_frames: torch.Tenso
     """Output-to-mixture energy ratio (dB) over music-only frames, per item, above a floor:
     pushes the bench's music-only attenuation down. enh/mix [B, T, F'], mo_frames [B, T] bool."""
     w = mo_frames.float()
-    e_out = ((enh.abs() ** 2).sum(-1) * w).sum(-1)
-    e_mix = ((mix.abs() ** 2).sum(-1) * w).sum(-1)
+    e_out = ((torch.view_as_real(enh) ** 2).sum((-1, -2)) * w).sum(-1)
+    e_mix = ((torch.view_as_real(mix) ** 2).sum((-1, -2)) * w).sum(-1)
     has = w.sum(-1) > 0
     if not bool(has.any()):
         return enh.real.new_zeros(())
@@ -53,8 +56,8 @@ def music_only_loss(enh: torch.Tensor, mix: torch.Tensor, mo_frames: torch.Tenso
 
 def lsnr_target(speech_spec: torch.Tensor, music_spec: torch.Tensor) -> torch.Tensor:
     """Per-frame local SNR in dB clamped to the model's range [-15, 35] ([B, T])."""
-    es = (speech_spec.abs() ** 2).sum(-1)
-    em = (music_spec.abs() ** 2).sum(-1)
+    es = (torch.view_as_real(speech_spec) ** 2).sum((-1, -2))
+    em = (torch.view_as_real(music_spec) ** 2).sum((-1, -2))
     return (10 * torch.log10((es + 1e-12) / (em + 1e-12))).clamp(-15.0, 35.0)
 
 

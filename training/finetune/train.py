@@ -76,6 +76,7 @@ class Trainer:
         self.first_hf_band = int(np.searchsorted(edges, self.low_bins))  # first band starting >= 7.5 kHz
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
         self.step = 0
+        self.skipped = 0
         self.mixer = None
 
     # ---- data ------------------------------------------------------------------------
@@ -145,7 +146,10 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         total.backward()
         gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.args.clip)
-        self.opt.step()
+        if torch.isfinite(gn):
+            self.opt.step()
+        else:  # never let one bad batch poison the weights; logged as grad_norm nan/inf
+            self.skipped += 1
         self.step += 1
         return float(total.detach()), terms, float(gn)
 
@@ -242,8 +246,8 @@ def main(argv=None):
         t1 = time.time()
         total, terms, gn = tr.train_step(mix, sp, act)
         t2 = time.time()
-        if not math.isfinite(total):
-            raise SystemExit(f"non-finite loss at step {tr.step}")
+        if not math.isfinite(total) or tr.skipped > 20:
+            raise SystemExit(f"non-finite loss at step {tr.step} (or {tr.skipped} skipped updates)")
         append_csv(out / "train.csv", dict(step=tr.step, time=round(time.time(), 1), loss=round(total, 6),
                                            **{k: round(v, 6) for k, v in terms.items()}, grad_norm=round(gn, 4),
                                            lr=tr.lr_at(tr.step - 1), data_s=round(t1 - t0, 3),
