@@ -7,7 +7,7 @@ Writes DIR (default: next to the checkpoint, `export-step<N>/`) with enc.onnx, e
 df_dec.onnx (the original graphs with the fine-tuned weights) and config.ini, which nomusic loads
 unchanged: `nomusic bench --set ../shared/bench/dev --model deepfilternet3 --model-path DIR`.
 --bench runs exactly that (target/release/nomusic, one thread, nice 19) and writes
-DIR/bench-dev.json and DIR/bench-dev.txt; --val also scores training/data/val with nomusic bench.
+DIR/bench-dev.json, DIR/bench-dev.txt (with score.py's table on the same estimates, DIR/est-dev/); --val also scores training/data/val with nomusic bench.
 Before writing, the exported ONNX graphs are checked against the torch modules with onnxruntime.
 """
 from __future__ import annotations
@@ -43,12 +43,17 @@ def check_export(model: Dfn3, out: Path, frames: int = 30) -> float:
 
 
 def bench(model_dir: Path, set_dir: Path, name: str) -> str:
+    """nomusic bench (estimates into DIR/est-<name>/), then score.py on the same estimates."""
     exe = ROOT / "target" / "release" / "nomusic"
+    est = model_dir / f"est-{name}"
     cmd = ["nice", "-n", "19", str(exe), "bench", "--set", str(set_dir), "--model", "deepfilternet3",
-           "--model-path", str(model_dir), "--json", str(model_dir / f"bench-{name}.json")]
+           "--model-path", str(model_dir), "--json", str(model_dir / f"bench-{name}.json"), "--out", str(est)]
     res = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    (model_dir / f"bench-{name}.txt").write_text(res.stdout)
-    return res.stdout
+    ref = subprocess.run(["nice", "-n", "19", sys.executable, str(SHARED / "bench" / "score.py"), str(set_dir),
+                          str(est)], check=True, capture_output=True, text=True)
+    text = res.stdout + "\nscore.py on the same estimates:\n" + ref.stdout
+    (model_dir / f"bench-{name}.txt").write_text(text)
+    return text
 
 
 def main(argv=None):
