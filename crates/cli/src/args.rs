@@ -25,6 +25,84 @@ pub enum Command {
     Bench(BenchArgs),
     /// Score one estimate against its clean reference.
     Eval(EvalArgs),
+    /// List audio devices (inputs, outputs, loopback/monitor sources) with their ids.
+    Devices(DevicesArgs),
+    /// Remove the music from live audio: capture a device, play the speech to another.
+    Live(LiveArgs),
+    /// Measure a route's latency: play a test signal on OUTPUT, find it in INPUT.
+    LatencyTest(LatencyTestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DevicesArgs {
+    /// One JSON object per device.
+    #[arg(long)]
+    pub json: bool,
+    /// Also list the devices of the other audio hosts (e.g. ALSA beside PulseAudio).
+    #[arg(long)]
+    pub all_hosts: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// Capture device: `loopback` (what the default output plays), `default`, an id from
+    /// `nomusic devices`, or a unique part of a name.
+    #[arg(short, long, default_value = "loopback")]
+    pub input: String,
+    /// Playback device: `default`, an id, or a unique part of a name (e.g. "CABLE Input").
+    #[arg(short, long, default_value = "default")]
+    pub output: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Keep the music at this level instead of removing it, e.g. -15dB.
+    #[arg(long, value_name = "DB", allow_hyphen_values = true, value_parser = parse_gain_db)]
+    pub music_gain: Option<f32>,
+    /// Jitter buffer target in ms: the least audio kept queued for the output device (it grows
+    /// by 10 ms after each underrun, up to 200 ms).
+    #[arg(long, default_value_t = 40.0, value_name = "MS")]
+    pub latency_ms: f64,
+    /// Quality mode: keep this much (ms, e.g. 500) queued so the output never runs dry, at the
+    /// cost of that much more delay. Overrides --latency-ms.
+    #[arg(long, value_name = "MS")]
+    pub prebuffer_ms: Option<f64>,
+    /// Linux: create a null sink "nomusic" for apps to play into, capture its monitor, and
+    /// remove it on exit.
+    #[arg(long)]
+    pub virtual_sink: bool,
+    /// With --virtual-sink: make it the default output and move playing apps into it.
+    #[arg(long, requires = "virtual_sink")]
+    pub move_streams: bool,
+    /// Run even when the output is the device being captured (you will hear an echo).
+    #[arg(long)]
+    pub force: bool,
+    /// Show a stats line, updated once a second.
+    #[arg(long)]
+    pub stats: bool,
+    /// Write the run's stats (per second, and totals) as JSON to this file at exit.
+    #[arg(long, value_name = "FILE")]
+    pub stats_json: Option<PathBuf>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
+    /// Look for the devices on every audio host, not only the default one.
+    #[arg(long)]
+    pub all_hosts: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LatencyTestArgs {
+    /// Device that hears the signal (e.g. the monitor of where nomusic plays).
+    #[arg(short, long)]
+    pub input: String,
+    /// Device the signal is played on.
+    #[arg(short, long)]
+    pub output: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Look for the devices on every audio host, not only the default one.
+    #[arg(long)]
+    pub all_hosts: bool,
 }
 
 /// Which model to use and where to find it.

@@ -6,6 +6,7 @@
 mod args;
 mod bench_cmd;
 mod eval_cmd;
+mod live_cmd;
 mod models_cmd;
 mod progress;
 mod separate_cmd;
@@ -23,6 +24,9 @@ fn main() -> ExitCode {
         Command::Models(a) => models_cmd::run(a),
         Command::Bench(a) => bench_cmd::run(a),
         Command::Eval(a) => eval_cmd::run(a),
+        Command::Devices(a) => live_cmd::devices(a),
+        Command::Live(a) => live_cmd::live(a),
+        Command::LatencyTest(a) => live_cmd::latency_test(a),
     };
     match result {
         Ok(code) => code,

@@ -3,3 +3,4 @@
 pub mod metrics;
 pub mod resample;
 pub mod stft;
+pub mod varispeed;

@@ -142,7 +142,7 @@ impl PolyFir {
 }
 
 /// Modified Bessel function of the first kind, order 0 (power series).
-fn bessel_i0(x: f64) -> f64 {
+pub(crate) fn bessel_i0(x: f64) -> f64 {
     let (mut sum, mut term, mut k) = (1.0, 1.0, 1.0);
     while term > 1e-17 * sum {
         term *= (x / (2.0 * k)).powi(2);

@@ -164,6 +164,28 @@ impl StreamSeparator {
         self.pipes[0].model.sample_rate_hz()
     }
 
+    /// Frames (at the model rate) the model takes per step.
+    pub fn model_hop_frames(&self) -> usize {
+        self.pipes[0].hop
+    }
+
+    /// The period, in stream-rate frames, of the processing grid: the model's hop and the
+    /// resampler's phase cycle both repeat every this many input frames. Two streams that feed
+    /// the same audio at the same position modulo this (after silence) produce the same output.
+    pub fn grid_frames(&self) -> usize {
+        fn gcd(mut a: usize, mut b: usize) -> usize {
+            while b != 0 {
+                (a, b) = (b, a % b);
+            }
+            a
+        }
+        let (rate, model) = (self.rate_hz as usize, self.model_rate_hz() as usize);
+        let g = gcd(rate, model);
+        let (p, q) = (model / g, rate / g);
+        let hop = self.model_hop_frames();
+        q * hop / gcd(p, hop)
+    }
+
     /// Total delay between input and output in stream-rate frames, before compensation.
     /// (The output is compensated: it is aligned with the input.)
     pub fn compensated_delay_frames(&self) -> f64 {

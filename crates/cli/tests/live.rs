@@ -1,0 +1,349 @@
+//! `nomusic live` end to end on a real PulseAudio server with two null sinks:
+//! play a 60 s speech+music file (after 1 s of silence) into sink A, run `nomusic live` from A's
+//! monitor to sink B, record B's monitor, and compare with `nomusic separate` of the same file.
+//! (A sound that starts after digital silence starts on live mode's processing grid, so after
+//! the 1 s of silence the two runs frame the audio identically.)
+//!
+//! Needs `pulseaudio`, `pactl`, `paplay` and `parec` (Debian: pulseaudio pulseaudio-utils). CI
+//! sets NOMUSIC_REQUIRE_PULSE=1 so a machine without them fails instead of skipping.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nomusic_dsp::metrics::si_sdr;
+use nomusic_dsp::resample::StreamResampler;
+use nomusic_live::latency_test::best_lag;
+
+const RATE: u32 = 48_000;
+
+fn bench_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/bench/dev")
+}
+
+fn model_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models")
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A private PulseAudio server with two float 48 kHz stereo null sinks; killed on drop.
+struct Pulse {
+    child: Child,
+    runtime: PathBuf,
+    home: PathBuf,
+}
+
+impl Pulse {
+    fn start(dir: &Path) -> Pulse {
+        let runtime = dir.join("rt");
+        let home = dir.join("home");
+        std::fs::create_dir_all(&runtime).unwrap();
+        std::fs::create_dir_all(&home).unwrap();
+        let child = Command::new("pulseaudio")
+            .args([
+                "-n",
+                "--daemonize=no",
+                "--exit-idle-time=-1",
+                "--disallow-exit",
+                "--load=module-native-protocol-unix",
+                "--load=module-null-sink sink_name=nm_a rate=48000 format=float32le channels=2",
+                "--load=module-null-sink sink_name=nm_b rate=48000 format=float32le channels=2",
+            ])
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .env("HOME", &home)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start pulseaudio");
+        let p = Pulse {
+            child,
+            runtime,
+            home,
+        };
+        let t0 = Instant::now();
+        while !p
+            .cmd("pactl")
+            .arg("info")
+            .output()
+            .unwrap()
+            .status
+            .success()
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "pulseaudio did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        p
+    }
+
+    fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new(program);
+        c.env("XDG_RUNTIME_DIR", &self.runtime)
+            .env("HOME", &self.home)
+            .env_remove("PULSE_SERVER")
+            .env_remove("PULSE_RUNTIME_PATH");
+        c
+    }
+}
+
+impl Drop for Pulse {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read_mono(path: &Path) -> Vec<f32> {
+    let mut r = hound::WavReader::open(path).unwrap();
+    match r.spec().sample_format {
+        hound::SampleFormat::Int => r
+            .samples::<i32>()
+            .map(|s| s.unwrap() as f32 / 32768.0)
+            .collect(),
+        hound::SampleFormat::Float => r.samples::<f32>().map(|s| s.unwrap()).collect(),
+    }
+}
+
+/// 1 s of silence, then 60 s of bench mixtures at 48 kHz, different items on left and right.
+fn make_input(path: &Path) -> usize {
+    let mut items = Vec::new();
+    for i in 0..24 {
+        let p = bench_dir().join(format!("dev_{i:02}/mixture.wav"));
+        let x = read_mono(&p);
+        let mut rs = StreamResampler::new(16_000, RATE).unwrap();
+        let mut y = Vec::new();
+        let mut padded = x;
+        padded.extend(std::iter::repeat_n(0.0, 4096));
+        rs.process(&padded, &mut y);
+        let d = rs.delay_frames();
+        items.push(y[d..].to_vec());
+    }
+    let want = 60 * RATE as usize;
+    let channel = |offset: usize| {
+        let mut out = Vec::with_capacity(want);
+        let mut k = offset;
+        while out.len() < want {
+            out.extend_from_slice(&items[k % items.len()]);
+            k += 1;
+        }
+        out.truncate(want);
+        out
+    };
+    let (l, r) = (channel(0), channel(7));
+    // Live mode restarts its processing grid where sound begins after digital silence; the
+    // offline run sees that first sound at frame RATE (a multiple of the grid) too.
+    assert!(
+        l[0] != 0.0 || r[0] != 0.0,
+        "the content must start on its first frame"
+    );
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: RATE,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for _ in 0..RATE {
+        w.write_sample(0f32).unwrap();
+        w.write_sample(0f32).unwrap();
+    }
+    for (a, b) in l.iter().zip(&r) {
+        w.write_sample(*a).unwrap();
+        w.write_sample(*b).unwrap();
+    }
+    w.finalize().unwrap();
+    want + RATE as usize
+}
+
+fn read_stereo_f32(path: &Path) -> (Vec<f32>, Vec<f32>) {
+    let mut r = hound::WavReader::open(path).unwrap();
+    assert_eq!(r.spec().channels, 2);
+    let s: Vec<f32> = r.samples::<f32>().map(|s| s.unwrap()).collect();
+    (
+        s.iter().step_by(2).copied().collect(),
+        s.iter().skip(1).step_by(2).copied().collect(),
+    )
+}
+
+#[test]
+fn live_matches_offline_through_pulseaudio() {
+    let required = std::env::var("NOMUSIC_REQUIRE_PULSE").is_ok_and(|v| v == "1");
+    for tool in ["pulseaudio", "pactl", "paplay", "parec"] {
+        if !have(tool) {
+            assert!(
+                !required,
+                "{tool} is missing (install pulseaudio pulseaudio-utils)"
+            );
+            eprintln!("skipping: {tool} is not installed");
+            return;
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let input = dir.join("input.wav");
+    let total_frames = make_input(&input);
+    let nomusic = env!("CARGO_BIN_EXE_nomusic");
+    let models = model_dir();
+
+    // Offline reference.
+    let offline = dir.join("offline.wav");
+    let out = Command::new(nomusic)
+        .args(["separate", "--quiet", "--bits", "32", "-o"])
+        .arg(&offline)
+        .arg(&input)
+        .env("NOMUSIC_MODEL_DIR", &models)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ref_l, ref_r) = read_stereo_f32(&offline);
+    assert_eq!(ref_l.len(), total_frames);
+
+    let pulse = Pulse::start(dir);
+    let recording = dir.join("recording.raw");
+    let mut rec = pulse
+        .cmd("parec")
+        .args([
+            "-d",
+            "nm_b.monitor",
+            "--format=float32le",
+            "--rate=48000",
+            "--channels=2",
+            "--latency-msec=20",
+        ])
+        .stdout(std::fs::File::create(&recording).unwrap())
+        .spawn()
+        .unwrap();
+    let stats = dir.join("stats.json");
+    let run_s = total_frames as f64 / RATE as f64 + 8.0;
+    let live = pulse
+        .cmd(nomusic)
+        .args([
+            "live",
+            "--input",
+            "nm_a.monitor",
+            "--output",
+            "nm_b",
+            "--duration",
+        ])
+        .arg(format!("{run_s}"))
+        .arg("--stats-json")
+        .arg(&stats)
+        .env("NOMUSIC_MODEL_DIR", &models)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let played = pulse
+        .cmd("paplay")
+        .args(["-d", "nm_a"])
+        .arg(&input)
+        .status()
+        .unwrap();
+    assert!(played.success());
+    let live_out = live.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&live_out.stderr).into_owned();
+    assert!(live_out.status.success(), "nomusic live failed:\n{log}");
+    let _ = Command::new("kill")
+        .args(["-INT", &rec.id().to_string()])
+        .status();
+    let _ = rec.wait();
+    drop(pulse);
+
+    // The recording, aligned to the offline result by cross-correlation.
+    let raw = std::fs::read(&recording).unwrap();
+    let samples: Vec<f32> = raw
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let rec_l: Vec<f32> = samples.iter().step_by(2).copied().collect();
+    let rec_r: Vec<f32> = samples.iter().skip(1).step_by(2).copied().collect();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    for s in report["seconds_log"].as_array().unwrap() {
+        eprintln!(
+            "t {:5.1} s  latency {:6.1} ms  buffer min {:5.1} ms  model load {:.2}  drift {:?} ppm  correction {} ppm",
+            s["t_s"].as_f64().unwrap_or(0.0),
+            s["latency_ms"].as_f64().unwrap_or(f64::NAN),
+            s["buffer_min_ms"].as_f64().unwrap_or(f64::NAN),
+            s["model_load"].as_f64().unwrap_or(f64::NAN),
+            s["drift_ppm"].as_f64(),
+            s["correction_ppm"]
+        );
+    }
+    let (lag, strength) = best_lag(&rec_l, &ref_l);
+    eprintln!("{log}\nlag {lag} frames, match {strength:.4}");
+    assert!(
+        rec_l.len() >= lag + ref_l.len(),
+        "recording too short: {} frames, needs {}",
+        rec_l.len(),
+        lag + ref_l.len()
+    );
+    let n = ref_l.len();
+    let (sdr_l, _) = si_sdr(&rec_l[lag..lag + n], &ref_l);
+    let (sdr_r, _) = si_sdr(&rec_r[lag..lag + n], &ref_r);
+    eprintln!("SI-SDR live vs offline: left {sdr_l:.1} dB, right {sdr_r:.1} dB");
+
+    // No gap, no repeated block: every 1 s window sits at the same lag.
+    let win = RATE as usize;
+    let mut moved = Vec::new();
+    for w in 1..n / win {
+        let r = &ref_l[w * win..(w + 1) * win];
+        // Windows louder than -40 dBFS RMS (quieter ones are mostly removed music).
+        if r.iter().map(|v| v * v).sum::<f32>() < win as f32 * 1e-4 {
+            continue;
+        }
+        let from = lag + w * win - win / 4;
+        let (l, s) = best_lag(&rec_l[from..from + win + win / 2], r);
+        if l != win / 4 {
+            moved.push((w, l as i64 - (win / 4) as i64, s));
+        }
+    }
+    assert!(moved.is_empty(), "windows off the global lag: {moved:?}");
+    assert!(
+        sdr_l >= 25.0 && sdr_r >= 25.0,
+        "live vs offline {sdr_l:.1}/{sdr_r:.1} dB"
+    );
+
+    // Glitches and latency from nomusic's own measurements.
+    for key in [
+        "underruns_after_warmup",
+        "capture_overruns_after_warmup",
+        "playback_overruns_after_warmup",
+    ] {
+        assert_eq!(report[key], 0, "{key}: {report}");
+    }
+    let lat: Vec<f64> = report["seconds_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip(3)
+        .filter_map(|s| s["latency_ms"].as_f64())
+        .collect();
+    assert!(
+        lat.len() > 50,
+        "latency measured in {} seconds only",
+        lat.len()
+    );
+    let max = lat.iter().cloned().fold(f64::MIN, f64::max);
+    let first: f64 = lat[..10].iter().sum::<f64>() / 10.0;
+    let last: f64 = lat[lat.len() - 10..].iter().sum::<f64>() / 10.0;
+    eprintln!("latency: first 10 s {first:.1} ms, last 10 s {last:.1} ms, max {max:.1} ms");
+    assert!(max <= 150.0, "latency up to {max:.1} ms");
+    assert!(
+        (last - first).abs() < 5.0,
+        "latency crept from {first:.1} to {last:.1} ms"
+    );
+}
