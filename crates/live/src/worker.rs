@@ -112,7 +112,7 @@ impl ClockFit {
     fn rate(&self) -> Option<f64> {
         let var = self.sxx - self.sx * self.sx / self.n;
         if self.n < 20.0 || var < 4.0 * self.n {
-            // Less than ~2 s of spread.
+            // Timestamps spread over less than ~7 s.
             return None;
         }
         Some((self.sxy - self.sx * self.sy / self.n) / var)
@@ -534,8 +534,8 @@ mod tests {
     #[test]
     fn clock_fit_finds_the_rate() {
         let mut fit = ClockFit::default();
-        for i in 0..200u64 {
-            // 48 010 frames per second, blocks of 480 frames, 1 ms of timestamp jitter.
+        for i in 0..2000u64 {
+            // 48 010 frames per second, blocks of 480 frames (20 s), 1 ms of timestamp jitter.
             let t = i as f64 * 480.0 / 48_010.0;
             let jitter = if i % 2 == 0 { 0.001 } else { -0.001 };
             fit.add(((t + jitter) * 1e9) as i64, i * 480);
