@@ -17,6 +17,26 @@ use nomusic_live::latency_test::best_lag;
 
 const RATE: u32 = 48_000;
 
+/// The tests here each run a PulseAudio server and real-time audio: one at a time, so that
+/// they do not steal each other's CPU.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Skips (or, in CI, fails) when the PulseAudio tools are missing.
+fn pulse_tools_present() -> bool {
+    let required = std::env::var("NOMUSIC_REQUIRE_PULSE").is_ok_and(|v| v == "1");
+    for tool in ["pulseaudio", "pactl", "paplay", "parec"] {
+        if !have(tool) {
+            assert!(
+                !required,
+                "{tool} is missing (install pulseaudio pulseaudio-utils)"
+            );
+            eprintln!("skipping: {tool} is not installed");
+            return false;
+        }
+    }
+    true
+}
+
 fn bench_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/bench/dev")
 }
@@ -345,5 +365,254 @@ fn live_matches_offline_through_pulseaudio() {
     assert!(
         (last - first).abs() < 5.0,
         "latency crept from {first:.1} to {last:.1} ms"
+    );
+}
+
+fn sinks(pulse: &Pulse) -> String {
+    let out = pulse
+        .cmd("pactl")
+        .args(["list", "short", "sinks"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn devices_routes_and_the_virtual_sink() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !pulse_tools_present() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let pulse = Pulse::start(tmp.path());
+    let nomusic = env!("CARGO_BIN_EXE_nomusic");
+    let models = model_dir();
+
+    // Devices: ids, roles, defaults.
+    let out = pulse
+        .cmd(nomusic)
+        .args(["devices", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let find = |id: &str| lines.iter().find(|d| d["id"] == id).cloned();
+    assert_eq!(find("pulseaudio:nm_a").unwrap()["role"], "output");
+    assert_eq!(find("pulseaudio:nm_a.monitor").unwrap()["role"], "monitor");
+    assert_eq!(find("pulseaudio:nm_b").unwrap()["rate"], 48000);
+
+    // Capturing the output it plays to is refused, with the routing explained.
+    let out = pulse
+        .cmd(nomusic)
+        .args([
+            "live",
+            "--input",
+            "nm_b.monitor",
+            "--output",
+            "nm_b",
+            "--duration",
+            "1",
+        ])
+        .env("NOMUSIC_MODEL_DIR", &models)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("echo") && err.contains("--virtual-sink"),
+        "{err}"
+    );
+
+    // An ambiguous name lists the candidates; a missing one says so.
+    let out = pulse
+        .cmd(nomusic)
+        .args([
+            "live",
+            "--input",
+            "monitor",
+            "--output",
+            "nm_b",
+            "--duration",
+            "1",
+        ])
+        .env("NOMUSIC_MODEL_DIR", &models)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("matches 2") && err.contains("nm_a.monitor"),
+        "{err}"
+    );
+    let out = pulse
+        .cmd(nomusic)
+        .args(["live", "--output", "no-such-device", "--duration", "1"])
+        .env("NOMUSIC_MODEL_DIR", &models)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no output device matches"));
+
+    // The virtual sink exists while live runs and is gone after Ctrl-C, and the streams moved
+    // into it go back.
+    let mut player = pulse
+        .cmd("paplay")
+        .args([
+            "-d",
+            "nm_a",
+            "--raw",
+            "--format=float32le",
+            "--rate=48000",
+            "--channels=2",
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let feeder = {
+        let mut stdin = player.stdin.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let second = vec![0u8; 48_000 * 8];
+            for _ in 0..30 {
+                if stdin.write_all(&second).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let live = pulse
+        .cmd(nomusic)
+        .args([
+            "live",
+            "--virtual-sink",
+            "--move-streams",
+            "--output",
+            "nm_b",
+        ])
+        .env("NOMUSIC_MODEL_DIR", &models)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !sinks(&pulse).contains("nomusic") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no nomusic sink appeared"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let inputs = pulse
+        .cmd("pactl")
+        .args(["list", "short", "sink-inputs"])
+        .output()
+        .unwrap();
+    let nomusic_index = sinks(&pulse)
+        .lines()
+        .find(|l| l.contains("nomusic"))
+        .and_then(|l| l.split('\t').next().map(str::to_string))
+        .unwrap();
+    let inputs = String::from_utf8_lossy(&inputs.stdout).into_owned();
+    assert!(
+        inputs
+            .lines()
+            .any(|l| l.split('\t').nth(1) == Some(nomusic_index.as_str())),
+        "the player was not moved into the nomusic sink:\n{inputs}"
+    );
+    let _ = Command::new("kill")
+        .args(["-INT", &live.id().to_string()])
+        .status();
+    let out = live.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !sinks(&pulse).contains("nomusic"),
+        "the sink was left behind"
+    );
+    let _ = player.kill();
+    let _ = player.wait();
+    let _ = feeder.join();
+}
+
+#[test]
+fn latency_test_finds_the_signal_through_live() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !pulse_tools_present() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let pulse = Pulse::start(tmp.path());
+    let nomusic = env!("CARGO_BIN_EXE_nomusic");
+    let models = model_dir();
+    let run = |input: &str, output: &str| -> serde_json::Value {
+        let out = pulse
+            .cmd(nomusic)
+            .args([
+                "latency-test",
+                "--json",
+                "--input",
+                input,
+                "--output",
+                output,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap()
+    };
+    // Straight through a sink to its monitor.
+    let direct = run("nm_a.monitor", "nm_a");
+    let direct_ms = direct["latency_ms"].as_f64().unwrap();
+    eprintln!("direct: {direct}");
+    assert!(direct["match_strength"].as_f64().unwrap() > 0.9, "{direct}");
+    assert!((-20.0..60.0).contains(&direct_ms), "{direct}");
+
+    // Through nomusic live: the voice-like signal passes the model, later by live's latency.
+    let live = pulse
+        .cmd(nomusic)
+        .args(["live", "--input", "nm_a.monitor", "--output", "nm_b"])
+        .args(["--duration", "20", "--stats-json"])
+        .arg(tmp.path().join("stats.json"))
+        .env("NOMUSIC_MODEL_DIR", &models)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let through = run("nm_b.monitor", "nm_a");
+    eprintln!("through live: {through}");
+    let _ = live.wait_with_output();
+    let through_ms = through["latency_ms"].as_f64().unwrap();
+    // The model reshapes the synthetic vowels somewhat; the peak is still unambiguous.
+    assert!(
+        through["match_strength"].as_f64().unwrap() > 0.3,
+        "{through}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("stats.json")).unwrap())
+            .unwrap();
+    let own: Vec<f64> = report["seconds_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["latency_ms"].as_f64())
+        .collect();
+    let own = own[own.len() / 2];
+    eprintln!("live's own latency measurement: {own:.1} ms");
+    // The round trip is live's latency plus the direct path, within the direct path's spread.
+    assert!(
+        (through_ms - direct_ms - own).abs() < 40.0,
+        "latency-test {through_ms:.1} ms vs live {own:.1} + direct {direct_ms:.1} ms"
     );
 }

@@ -140,7 +140,7 @@ struct Controller {
 }
 
 /// Beyond this much too full (ms), drop instead of bending the ratio.
-const RESYNC_MS: f64 = 80.0;
+const RESYNC_MS: f64 = 40.0;
 
 impl Controller {
     fn new(dead_band_ms: f64) -> Self {
@@ -214,7 +214,7 @@ impl Worker {
         let mut resampler = VariableResampler::new(cfg.capture_rate, cfg.playback_rate, cc);
         let ms_per_out_frame = 1000.0 / cfg.playback_rate as f64;
         let target_ms = cfg.target_frames as f64 * ms_per_out_frame;
-        let dead_band_ms = target_ms.max(10.0);
+        let dead_band_ms = (0.5 * target_ms).max(10.0);
         let nominal_step = cfg.capture_rate as f64 / cfg.playback_rate as f64;
 
         let mut input = Vec::with_capacity(8192 * cc);
@@ -232,6 +232,8 @@ impl Worker {
         let mut control_start = Instant::now();
         let mut fits_settled = false;
         let mut drop_left = 0usize;
+        // More than this waiting in the capture ring means the worker fell behind.
+        let backlog_limit = (cfg.capture_rate as usize / 5).max(2 * cfg.target_frames);
         let mut underruns_seen = 0u64;
         // Onset re-alignment (see above): silence needed first, the grid, and how far capture
         // frame numbers and separator frame numbers have moved apart.
@@ -274,7 +276,20 @@ impl Worker {
                 capture_stamps.pop_front();
             }
 
-            let available = self.rings.capture.slots() / cc;
+            let mut available = self.rings.capture.slots() / cc;
+            if available > backlog_limit {
+                // The model cannot keep up (or the thread was starved): drop the backlog rather
+                // than let the latency grow. Counted as a capture overrun.
+                let drop = available - cfg.capture_rate as usize / 50;
+                if let Ok(chunk) = self.rings.capture.read_chunk(drop * cc) {
+                    chunk.commit_all();
+                }
+                index_offset += drop as i64;
+                available -= drop;
+                self.counters
+                    .capture_overruns
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             if available == 0 {
                 std::thread::sleep(Duration::from_millis(1));
             } else {
