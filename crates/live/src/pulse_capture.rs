@@ -74,6 +74,9 @@ impl PulseCapture {
             },
             flags: protocol::stream::StreamFlags {
                 adjust_latency: true,
+                // If the source goes away, end the stream (we wait and reopen) instead of letting
+                // the server move it to another source.
+                no_move: true,
                 ..Default::default()
             },
             ..Default::default()

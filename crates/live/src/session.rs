@@ -452,6 +452,8 @@ pub fn run(
     let mut at_warmup: Option<(u64, u64, u64)> = None;
     let mut last_tick = Instant::now();
     let mut extra_overruns = 0u64;
+    let watch_presence = is_pulse(&route.capture) || is_pulse(&route.playback);
+    let mut last_presence = Instant::now();
     'session: loop {
         let running = start(
             &route, cfg, sep, formats, cfmt, pfmt, &counters, &published, &lost, epoch,
@@ -468,6 +470,25 @@ pub fn run(
             let l = lost.swap(0, Ordering::Relaxed);
             if l != 0 {
                 break Some(l);
+            }
+            // PulseAudio moves a stream whose device disappears to the default device instead of
+            // ending it (cpal's playback streams cannot ask otherwise), which could even feed
+            // the output back into the input: check once a second that both devices still exist.
+            if watch_presence && last_presence.elapsed() >= Duration::from_secs(1) {
+                last_presence = Instant::now();
+                if let Ok(all) = devices::list(cfg.all_hosts) {
+                    let has =
+                        |e: &DeviceEntry| all.iter().any(|d| d.id == e.id && d.role == e.role);
+                    let gone = (if has(&route.capture) { 0 } else { LOST_CAPTURE })
+                        | (if has(&route.playback) {
+                            0
+                        } else {
+                            LOST_PLAYBACK
+                        });
+                    if gone != 0 {
+                        break Some(gone);
+                    }
+                }
             }
             if last_tick.elapsed() >= Duration::from_secs(1) {
                 last_tick = Instant::now();

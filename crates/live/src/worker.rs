@@ -136,6 +136,9 @@ fn drift_ppm_of(capture: &ClockFit, playback: &ClockFit, cfg: &WorkerConfig) -> 
 /// the excess is dropped at once (counted as an overrun).
 struct Controller {
     dead_band_ms: f64,
+    /// The reference never settles above this: a buffer that was stuffed before playback began
+    /// (a device slow to start pulling) is drained to a sane depth.
+    max_reference_ms: f64,
     reference_ms: Option<f64>,
 }
 
@@ -143,9 +146,10 @@ struct Controller {
 const RESYNC_MS: f64 = 40.0;
 
 impl Controller {
-    fn new(dead_band_ms: f64) -> Self {
+    fn new(dead_band_ms: f64, max_reference_ms: f64) -> Self {
         Self {
             dead_band_ms,
+            max_reference_ms,
             reference_ms: None,
         }
     }
@@ -160,7 +164,9 @@ impl Controller {
     /// The correction (ppm) for a window whose mean fill was `mean_fill_ms`, and how many ms
     /// of audio to drop now.
     fn update(&mut self, mean_fill_ms: f64) -> (f64, f64) {
-        let reference = *self.reference_ms.get_or_insert(mean_fill_ms);
+        let reference = *self
+            .reference_ms
+            .get_or_insert(mean_fill_ms.min(self.max_reference_ms));
         let err = mean_fill_ms - reference;
         if err > RESYNC_MS + self.dead_band_ms {
             return (0.0, err);
@@ -227,7 +233,8 @@ impl Worker {
         let (mut capture_clock, mut playback_clock) = (ClockFit::default(), ClockFit::default());
         let mut window_start = Instant::now();
         let mut min_fill = usize::MAX;
-        let mut control = Controller::new(dead_band_ms);
+        let start_ms = (cfg.target_frames + cfg.grow_frames) as f64 * ms_per_out_frame;
+        let mut control = Controller::new(dead_band_ms, start_ms + 2.0 * dead_band_ms);
         let (mut fill_sum, mut fill_n) = (0.0f64, 0u64);
         let mut control_start = Instant::now();
         let mut fits_settled = false;
@@ -533,7 +540,7 @@ mod tests {
 
     #[test]
     fn controller_ignores_jitter_and_corrects_drift() {
-        let mut c = Controller::new(20.0);
+        let mut c = Controller::new(20.0, 90.0);
         // Settles at 35 ms; jitter of +-15 ms changes nothing.
         assert_eq!(c.update(35.0), (0.0, 0.0));
         for f in [20.0, 50.0, 41.0, 29.0] {
@@ -544,6 +551,9 @@ mod tests {
         assert!((c.update(0.0).0 + 15.0 * PPM_PER_MS).abs() < 1e-9);
         // Far too full: drop the excess at once.
         assert_eq!(c.update(235.0), (0.0, 200.0));
+        // A buffer stuffed before playback began is brought down to the sane maximum.
+        let mut c = Controller::new(20.0, 90.0);
+        assert_eq!(c.update(1150.0), (0.0, 1060.0));
     }
 
     #[test]
