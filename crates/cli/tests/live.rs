@@ -232,6 +232,9 @@ fn live_matches_offline_through_pulseaudio() {
     assert_eq!(ref_l.len(), total_frames);
 
     let pulse = Pulse::start(dir);
+    // Something already plays into A (silence), as on a desktop: A is running before live starts
+    // and stays running after the file, so the sink's start/stop is not part of the measurement.
+    let (mut keepalive, feeder) = play_silence(&pulse, "nm_a", 120);
     let recording = dir.join("recording.raw");
     let mut rec = pulse
         .cmd("parec")
@@ -280,6 +283,9 @@ fn live_matches_offline_through_pulseaudio() {
         .args(["-INT", &rec.id().to_string()])
         .status();
     let _ = rec.wait();
+    let _ = keepalive.kill();
+    let _ = keepalive.wait();
+    let _ = feeder.join();
     drop(pulse);
 
     // The recording, aligned to the offline result by cross-correlation.
@@ -366,6 +372,34 @@ fn live_matches_offline_through_pulseaudio() {
         (last - first).abs() < 5.0,
         "latency crept from {first:.1} to {last:.1} ms"
     );
+}
+
+/// `paplay` of `seconds` of digital silence into `sink`, fed from a thread.
+fn play_silence(pulse: &Pulse, sink: &str, seconds: usize) -> (Child, std::thread::JoinHandle<()>) {
+    let mut player = pulse
+        .cmd("paplay")
+        .args([
+            "-d",
+            sink,
+            "--raw",
+            "--format=float32le",
+            "--rate=48000",
+            "--channels=2",
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = player.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        use std::io::Write;
+        let second = vec![0u8; 48_000 * 8];
+        for _ in 0..seconds {
+            if stdin.write_all(&second).is_err() {
+                break;
+            }
+        }
+    });
+    (player, feeder)
 }
 
 fn sinks(pulse: &Pulse) -> String {

@@ -91,62 +91,70 @@ pub fn list(all_hosts: bool) -> Result<Vec<DeviceEntry>, LiveError> {
     }
     let mut out = Vec::new();
     for host_id in hosts {
-        let Ok(host) = cpal::host_from_id(host_id) else {
-            continue;
-        };
-        let default_in = host.default_input_device().as_ref().and_then(device_id);
-        let default_out = host.default_output_device().as_ref().and_then(device_id);
-        let Ok(devices) = host.devices() else {
-            continue;
-        };
-        for device in devices {
-            let Some(id) = device_id(&device) else {
-                continue;
-            };
-            let name = device
-                .description()
-                .map(|d| d.name().to_string())
-                .unwrap_or_else(|_| id.clone());
-            let host_name = host_id.name().to_string();
-            if device.supports_output() {
-                let native = device
-                    .default_output_config()
-                    .ok()
-                    .map(|c| (c.sample_rate(), c.channels(), c.sample_format().to_string()));
-                out.push(DeviceEntry {
-                    is_default: default_out.as_deref() == Some(id.as_str()),
-                    loopback: cfg!(target_os = "windows"),
-                    id: id.clone(),
-                    name: name.clone(),
-                    host: host_name.clone(),
-                    role: Role::Output,
-                    native,
-                    device: device.clone(),
-                });
-            }
-            if device.supports_input() {
-                let native = device
-                    .default_input_config()
-                    .ok()
-                    .map(|c| (c.sample_rate(), c.channels(), c.sample_format().to_string()));
-                out.push(DeviceEntry {
-                    is_default: default_in.as_deref() == Some(id.as_str()),
-                    loopback: false,
-                    role: if is_monitor_id(&id) {
-                        Role::Monitor
-                    } else {
-                        Role::Input
-                    },
-                    id,
-                    name,
-                    host: host_name,
-                    native,
-                    device,
-                });
-            }
+        if host_id == default_host.id() {
+            out.extend(list_on(&default_host));
+        } else if let Ok(host) = cpal::host_from_id(host_id) {
+            out.extend(list_on(&host));
         }
     }
     Ok(out)
+}
+
+/// The devices of one host (a host kept open can be asked again without a new connection).
+pub fn list_on(host: &cpal::Host) -> Vec<DeviceEntry> {
+    let mut out = Vec::new();
+    let default_in = host.default_input_device().as_ref().and_then(device_id);
+    let default_out = host.default_output_device().as_ref().and_then(device_id);
+    let Ok(devices) = host.devices() else {
+        return out;
+    };
+    for device in devices {
+        let Some(id) = device_id(&device) else {
+            continue;
+        };
+        let name = device
+            .description()
+            .map(|d| d.name().to_string())
+            .unwrap_or_else(|_| id.clone());
+        let host_name = host.id().name().to_string();
+        if device.supports_output() {
+            let native = device
+                .default_output_config()
+                .ok()
+                .map(|c| (c.sample_rate(), c.channels(), c.sample_format().to_string()));
+            out.push(DeviceEntry {
+                is_default: default_out.as_deref() == Some(id.as_str()),
+                loopback: cfg!(target_os = "windows"),
+                id: id.clone(),
+                name: name.clone(),
+                host: host_name.clone(),
+                role: Role::Output,
+                native,
+                device: device.clone(),
+            });
+        }
+        if device.supports_input() {
+            let native = device
+                .default_input_config()
+                .ok()
+                .map(|c| (c.sample_rate(), c.channels(), c.sample_format().to_string()));
+            out.push(DeviceEntry {
+                is_default: default_in.as_deref() == Some(id.as_str()),
+                loopback: false,
+                role: if is_monitor_id(&id) {
+                    Role::Monitor
+                } else {
+                    Role::Input
+                },
+                id,
+                name,
+                host: host_name,
+                native,
+                device,
+            });
+        }
+    }
+    out
 }
 
 /// The id of the default output device of the default host, and the id of the capture device

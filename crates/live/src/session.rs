@@ -452,8 +452,11 @@ pub fn run(
     let mut at_warmup: Option<(u64, u64, u64)> = None;
     let mut last_tick = Instant::now();
     let mut extra_overruns = 0u64;
-    let watch_presence = is_pulse(&route.capture) || is_pulse(&route.playback);
+    let presence_host = (is_pulse(&route.capture) || is_pulse(&route.playback))
+        .then(cpal::default_host)
+        .filter(|h| h.id().name().to_lowercase().contains("pulse"));
     let mut last_presence = Instant::now();
+    let mut missing_before = 0u8;
     'session: loop {
         let running = start(
             &route, cfg, sep, formats, cfmt, pfmt, &counters, &published, &lost, epoch,
@@ -474,20 +477,29 @@ pub fn run(
             // PulseAudio moves a stream whose device disappears to the default device instead of
             // ending it (cpal's playback streams cannot ask otherwise), which could even feed
             // the output back into the input: check once a second that both devices still exist.
-            if watch_presence && last_presence.elapsed() >= Duration::from_secs(1) {
-                last_presence = Instant::now();
-                if let Ok(all) = devices::list(cfg.all_hosts) {
-                    let has =
-                        |e: &DeviceEntry| all.iter().any(|d| d.id == e.id && d.role == e.role);
-                    let gone = (if has(&route.capture) { 0 } else { LOST_CAPTURE })
-                        | (if has(&route.playback) {
-                            0
-                        } else {
-                            LOST_PLAYBACK
-                        });
-                    if gone != 0 {
+            // (One host, kept open: a new server connection per check would pile up.) A device
+            // must be missing from a listing that has devices of its host in it, twice in a row.
+            if let Some(host) = presence_host.as_ref() {
+                if last_presence.elapsed() >= Duration::from_secs(1) {
+                    last_presence = Instant::now();
+                    let all = devices::list_on(host);
+                    let missing = |e: &DeviceEntry| {
+                        all.iter().any(|d| d.host == e.host)
+                            && !all.iter().any(|d| d.id == e.id && d.role == e.role)
+                    };
+                    let gone = (if missing(&route.capture) {
+                        LOST_CAPTURE
+                    } else {
+                        0
+                    }) | (if missing(&route.playback) {
+                        LOST_PLAYBACK
+                    } else {
+                        0
+                    });
+                    if gone != 0 && gone == missing_before {
                         break Some(gone);
                     }
+                    missing_before = gone;
                 }
             }
             if last_tick.elapsed() >= Duration::from_secs(1) {
@@ -506,16 +518,18 @@ pub fn run(
                 report.seconds_log.push(logged);
             }
         };
-        running.stop.store(true, Ordering::Relaxed);
-        let snap = published.lock().map(|s| s.clone()).unwrap_or_default();
+        // Close the devices first, then stop the worker: the other order would let playback
+        // run dry in its last callbacks and count an underrun that nobody hears.
         let Running {
             _capture,
             _playback,
             worker,
-            ..
+            stop: worker_stop,
         } = running;
-        drop(_capture);
         drop(_playback);
+        drop(_capture);
+        worker_stop.store(true, Ordering::Relaxed);
+        let snap = published.lock().map(|s| s.clone()).unwrap_or_default();
         let joined = worker
             .join()
             .map_err(|_| LiveError::Device("the processing thread panicked".into()))?;
@@ -536,8 +550,12 @@ pub fn run(
                 break 'session;
             }
             std::thread::sleep(Duration::from_millis(500));
-            let Ok(all) = devices::list(cfg.all_hosts) else {
-                continue;
+            let all = match presence_host.as_ref() {
+                Some(host) => devices::list_on(host),
+                None => match devices::list(cfg.all_hosts) {
+                    Ok(all) => all,
+                    Err(_) => continue,
+                },
             };
             let capture = all
                 .iter()
@@ -550,6 +568,7 @@ pub fn run(
                 break;
             }
         }
+        missing_before = 0;
         report.reopened += 1;
         on_event(Event::Reopened);
     }

@@ -58,6 +58,38 @@ pub struct Snapshot {
     pub model_call_max_ms: f64,
     /// Underruns so far (cumulative).
     pub underruns: u64,
+    /// Scheduling the worker thread got: "realtime" (SCHED_FIFO), "raised" or "normal".
+    pub priority: &'static str,
+}
+
+/// Asks for real-time scheduling for the worker thread (granted to root, to users with an
+/// rtprio limit, or on Windows as a raised priority); falls back to the normal priority.
+fn raise_priority() -> &'static str {
+    use thread_priority::{ThreadPriority, ThreadPriorityValue};
+    #[cfg(unix)]
+    {
+        use thread_priority::unix::{
+            set_thread_priority_and_policy, thread_native_id, RealtimeThreadSchedulePolicy,
+            ThreadSchedulePolicy,
+        };
+        if let Ok(value) = ThreadPriorityValue::try_from(40u8) {
+            let policy = ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo);
+            if set_thread_priority_and_policy(
+                thread_native_id(),
+                ThreadPriority::Crossplatform(value),
+                policy,
+            )
+            .is_ok()
+            {
+                return "realtime";
+            }
+        }
+    }
+    if thread_priority::set_current_thread_priority(ThreadPriority::Max).is_ok() {
+        "raised"
+    } else {
+        "normal"
+    }
 }
 
 /// Settings for one run of the worker.
@@ -214,6 +246,7 @@ impl Worker {
 
     /// Runs until `stop` is set; hands the separator back (its state carries over a reopen).
     pub fn run(mut self, mut sep: StreamSeparator) -> Result<StreamSeparator, LiveError> {
+        let priority = raise_priority();
         let cfg = &self.cfg;
         let cc = cfg.capture_channels;
         let pc = cfg.playback_channels;
@@ -453,6 +486,7 @@ impl Worker {
                     capture_gap_max_ms: gap_max,
                     model_call_max_ms: call_max,
                     underruns,
+                    priority,
                 };
                 (gap_max, call_max) = (0.0, 0.0);
                 if let Ok(mut p) = self.published.lock() {
