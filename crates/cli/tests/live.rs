@@ -440,55 +440,32 @@ fn devices_routes_and_the_virtual_sink() {
     assert_eq!(find("pulseaudio:nm_b").unwrap()["rate"], 48000);
 
     // Capturing the output it plays to is refused, with the routing explained.
-    let out = pulse
-        .cmd(nomusic)
-        .args([
-            "live",
-            "--input",
-            "nm_b.monitor",
-            "--output",
-            "nm_b",
-            "--duration",
-            "1",
-        ])
-        .env("NOMUSIC_MODEL_DIR", &models)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    // `nomusic live ARGS --duration 1` must fail; its stderr.
+    let live_fails = |args: &[&str]| {
+        let out = pulse
+            .cmd(nomusic)
+            .arg("live")
+            .args(args)
+            .args(["--duration", "1"])
+            .env("NOMUSIC_MODEL_DIR", &models)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "live {args:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = live_fails(&["--input", "nm_b.monitor", "--output", "nm_b"]);
     assert!(
         err.contains("echo") && err.contains("--virtual-sink"),
         "{err}"
     );
 
     // An ambiguous name lists the candidates; a missing one says so.
-    let out = pulse
-        .cmd(nomusic)
-        .args([
-            "live",
-            "--input",
-            "monitor",
-            "--output",
-            "nm_b",
-            "--duration",
-            "1",
-        ])
-        .env("NOMUSIC_MODEL_DIR", &models)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = live_fails(&["--input", "monitor", "--output", "nm_b"]);
     assert!(
         err.contains("matches 2") && err.contains("nm_a.monitor"),
         "{err}"
     );
-    let out = pulse
-        .cmd(nomusic)
-        .args(["live", "--output", "no-such-device", "--duration", "1"])
-        .env("NOMUSIC_MODEL_DIR", &models)
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no output device matches"));
+    assert!(live_fails(&["--output", "no-such-device"]).contains("no output device matches"));
 
     // The virtual sink exists while live runs and is gone after Ctrl-C, and the streams moved
     // into it go back.
