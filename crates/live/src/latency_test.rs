@@ -5,7 +5,7 @@
 //! formants, in bursts), so a route that has `nomusic live` in it passes it through like speech
 //! rather than removing it as music or noise.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,8 @@ use cpal::{BufferSize, SampleFormat, StreamConfig};
 use nomusic_dsp::varispeed::VariableResampler;
 use realfft::RealFftPlanner;
 
-use crate::session::Route;
+use crate::io::{CaptureSide, Counters, Stamp};
+use crate::session::{self, Route};
 use crate::LiveError;
 
 /// What the test found.
@@ -89,30 +90,15 @@ pub fn test_signal(rate: u32) -> Vec<f32> {
 
 /// Plays the signal on `route.playback`, records `route.capture`, and measures the delay.
 pub fn run(route: &Route) -> Result<LatencyResult, LiveError> {
-    let cin = route
-        .capture
-        .device
-        .default_input_config()
-        .or_else(|_| route.capture.device.default_output_config())
-        .map_err(|e| LiveError::Device(format!("{}: {e}", route.capture.id)))?;
-    let pout = route
-        .playback
-        .device
-        .default_output_config()
-        .map_err(|e| LiveError::Device(format!("{}: {e}", route.playback.id)))?;
-    for (entry, fmt) in [
-        (&route.capture, cin.sample_format()),
-        (&route.playback, pout.sample_format()),
-    ] {
-        if fmt != SampleFormat::F32 && !entry.host.to_lowercase().contains("pulse") {
-            return Err(LiveError::Device(format!(
-                "{}: latency-test needs a float device format (has {fmt})",
-                entry.id
-            )));
-        }
+    let (formats, cfmt, pfmt) = session::formats_of(route)?;
+    if pfmt != SampleFormat::F32 {
+        return Err(LiveError::Device(format!(
+            "{}: latency-test needs a float output format (has {pfmt})",
+            route.playback.id
+        )));
     }
-    let (crate_, cch) = (cin.sample_rate(), cin.channels() as usize);
-    let (prate, pch) = (pout.sample_rate(), pout.channels() as usize);
+    let (crate_, cch) = (formats.capture_rate, formats.capture_channels as usize);
+    let (prate, pch) = (formats.playback_rate, formats.playback_channels as usize);
     let signal = test_signal(prate);
     let total_s = LEAD_S + signal.len() as f64 / prate as f64 + 1.5;
     let lead = (LEAD_S * prate as f64) as usize;
@@ -120,10 +106,9 @@ pub fn run(route: &Route) -> Result<LatencyResult, LiveError> {
     let epoch = Instant::now();
     let since = move || Instant::now().saturating_duration_since(epoch).as_nanos() as i64;
     let start_ns = Arc::new(AtomicI64::new(i64::MIN));
-    let done = Arc::new(AtomicBool::new(false));
-    let (mut cap_prod, mut cap_cons) =
-        rtrb::RingBuffer::<f32>::new(((total_s + 2.0) * crate_ as f64) as usize);
-    let (mut st_prod, mut st_cons) = rtrb::RingBuffer::<(u64, i64)>::new(4096);
+    let (cap_prod, mut cap_cons) =
+        rtrb::RingBuffer::<f32>::new(((total_s + 2.0) * crate_ as f64) as usize * cch);
+    let (st_prod, mut st_cons) = rtrb::RingBuffer::<Stamp>::new(8192);
 
     let mut played = 0usize;
     let start_set = start_ns.clone();
@@ -135,11 +120,7 @@ pub fn run(route: &Route) -> Result<LatencyResult, LiveError> {
             StreamConfig {
                 channels: pch as u16,
                 sample_rate: prate,
-                buffer_size: if route.playback.host.to_lowercase().contains("pulse") {
-                    BufferSize::Fixed(prate / 100)
-                } else {
-                    BufferSize::Default
-                },
+                buffer_size: session::playback_buffer_size(route, prate),
             },
             move |out: &mut [f32], info| {
                 let ts = info.timestamp();
@@ -160,47 +141,36 @@ pub fn run(route: &Route) -> Result<LatencyResult, LiveError> {
             Some(Duration::from_secs(5)),
         )
         .map_err(|e| LiveError::Device(format!("cannot open {}: {e}", route.playback.id)))?;
-    let mut captured = 0u64;
-    let stop_capture = done.clone();
-    let cap = route
-        .capture
-        .device
-        .build_input_stream::<f32, _, _>(
-            StreamConfig {
-                channels: cch as u16,
-                sample_rate: crate_,
-                buffer_size: if route.capture.host.to_lowercase().contains("pulse") {
-                    BufferSize::Fixed(1024)
-                } else {
-                    BufferSize::Default
-                },
-            },
-            move |data: &[f32], info| {
-                if stop_capture.load(Ordering::Relaxed) {
-                    return;
-                }
-                let ts = info.timestamp();
-                let age = ts.callback.duration_since(ts.capture).as_nanos() as i64;
-                let _ = st_prod.push((captured, since() - age));
-                let frames = data.len() / cch;
-                let fits = frames.min(cap_prod.slots());
-                if let Ok(chunk) = cap_prod.write_chunk_uninit(fits) {
-                    chunk.fill_from_iter(
-                        data.chunks_exact(cch)
-                            .map(|f| f.iter().sum::<f32>() / cch as f32),
-                    );
-                }
-                captured += fits as u64;
-            },
-            |_| {},
-            Some(Duration::from_secs(5)),
-        )
-        .map_err(|e| LiveError::Device(format!("cannot open {}: {e}", route.capture.id)))?;
+    // The same capture path as `nomusic live` (PulseAudio's own record stream on Linux).
+    let side = CaptureSide {
+        ring: cap_prod,
+        stamps: st_prod,
+        counters: Arc::new(Counters::default()),
+        channels: cch,
+        rate_hz: crate_,
+        epoch,
+        written: 0,
+        device_frames: 0,
+    };
+    let config = StreamConfig {
+        channels: cch as u16,
+        sample_rate: crate_,
+        buffer_size: BufferSize::Default,
+    };
+    let lost = Arc::new(AtomicU8::new(0));
+    let cap = match session::open_capture(route, &config, cfmt, side, &lost)? {
+        Ok(c) => c,
+        Err(e) => {
+            return Err(LiveError::Device(format!(
+                "cannot open {}: {e}",
+                route.capture.id
+            )))
+        }
+    };
     cap.play()
         .and_then(|_| play.play())
         .map_err(|e| LiveError::Device(format!("cannot start the streams: {e}")))?;
     std::thread::sleep(Duration::from_secs_f64(total_s));
-    done.store(true, Ordering::Relaxed);
     drop(play);
     drop(cap);
 
@@ -214,9 +184,13 @@ pub fn run(route: &Route) -> Result<LatencyResult, LiveError> {
         recording.extend_from_slice(b);
         chunk.commit_all();
     }
+    let recording: Vec<f32> = recording
+        .chunks_exact(cch)
+        .map(|f| f.iter().sum::<f32>() / cch as f32)
+        .collect();
     let mut stamps = Vec::new();
     while let Ok(s) = st_cons.pop() {
-        stamps.push(s);
+        stamps.push((s.frame, s.ns));
     }
     let start = start_ns.load(Ordering::Relaxed);
     if start == i64::MIN || stamps.is_empty() {

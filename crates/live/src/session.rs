@@ -107,12 +107,22 @@ pub struct LiveReport {
 }
 
 /// A capture stream: cpal's, or on Linux our own PulseAudio record stream.
-enum CaptureStream {
-    #[allow(dead_code)] // held for its Drop
+pub(crate) enum CaptureStream {
     Cpal(cpal::Stream),
     #[cfg(target_os = "linux")]
-    #[allow(dead_code)]
+    #[allow(dead_code)] // held for its Drop
     Pulse(crate::pulse_capture::PulseCapture),
+}
+
+impl CaptureStream {
+    /// Starts delivering (our PulseAudio stream runs from the moment it is opened).
+    pub(crate) fn play(&self) -> Result<(), cpal::Error> {
+        match self {
+            CaptureStream::Cpal(c) => c.play(),
+            #[cfg(target_os = "linux")]
+            CaptureStream::Pulse(_) => Ok(()),
+        }
+    }
 }
 
 struct Running {
@@ -139,7 +149,9 @@ fn is_pulse(entry: &DeviceEntry) -> bool {
     entry.host.to_lowercase().contains("pulse")
 }
 
-fn formats_of(route: &Route) -> Result<(Formats, SampleFormat, SampleFormat), LiveError> {
+pub(crate) fn formats_of(
+    route: &Route,
+) -> Result<(Formats, SampleFormat, SampleFormat), LiveError> {
     let ci = route
         .capture
         .device
@@ -179,13 +191,20 @@ fn formats_of(route: &Route) -> Result<(Formats, SampleFormat, SampleFormat), Li
 /// keep their defaults (WASAPI shared mode: ~10 ms).
 fn buffer_sizes(route: &Route, f: &Formats) -> (BufferSize, BufferSize, usize) {
     let period = (f.playback_rate / 100) as usize;
-    let cap = BufferSize::Default;
-    let play = if is_pulse(&route.playback) {
-        BufferSize::Fixed(period as u32)
+    (
+        BufferSize::Default,
+        playback_buffer_size(route, f.playback_rate),
+        period,
+    )
+}
+
+/// Playback period: 10 ms on PulseAudio, the host's default elsewhere.
+pub(crate) fn playback_buffer_size(route: &Route, rate: u32) -> BufferSize {
+    if is_pulse(&route.playback) {
+        BufferSize::Fixed(rate / 100)
     } else {
         BufferSize::Default
-    };
-    (cap, play, period)
+    }
 }
 
 fn build_capture<T>(
@@ -249,7 +268,7 @@ macro_rules! dispatch {
 
 /// Opens the capture side: PulseAudio sources through `pulse_capture` on Linux, anything else
 /// through cpal.
-fn open_capture(
+pub(crate) fn open_capture(
     route: &Route,
     config: &StreamConfig,
     format: SampleFormat,
@@ -400,11 +419,7 @@ fn start(
         .name("nomusic-live".into())
         .spawn(move || worker.run(sep))
         .map_err(|e| LiveError::Device(format!("cannot start the worker: {e}")))?;
-    let started = match &capture {
-        CaptureStream::Cpal(c) => playback.play().and_then(|_| c.play()),
-        #[cfg(target_os = "linux")]
-        CaptureStream::Pulse(_) => playback.play(),
-    };
+    let started = playback.play().and_then(|_| capture.play());
     if let Err(e) = started {
         stop.store(true, Ordering::Relaxed);
         let _ = worker.join();
