@@ -6,15 +6,22 @@ use candle_core::{Module, Tensor, D};
 
 use candle_nn::VarBuilder;
 
+use crate::cpu::{self, conv};
 use crate::Result;
 
 pub(crate) fn gelu(x: &Tensor) -> Result<Tensor> {
     // F.gelu / nn.GELU default: the exact erf form.
+    if cpu::fast(x) {
+        return cpu::gelu_tensor(x);
+    }
     Ok(x.gelu_erf()?)
 }
 
 /// `F.glu(x, dim)`: first half times the sigmoid of the second half.
 pub(crate) fn glu(x: &Tensor, dim: usize) -> Result<Tensor> {
+    if dim == 1 && cpu::fast(x) {
+        return cpu::glu_dim1(x);
+    }
     let n = x.dim(dim)? / 2;
     let a = x.narrow(dim, 0, n)?;
     let b = x.narrow(dim, n, n)?;
@@ -51,8 +58,35 @@ impl Conv1d {
         })
     }
 
+    /// `(weight (C', C, K), bias (1, C', 1), dilation)`, for fused CPU kernels.
+    pub fn parts(&self) -> (&Tensor, &Tensor, usize) {
+        (&self.weight, &self.bias, self.dilation)
+    }
+
     /// `(B, C, T) -> (B, C', T')`
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if cpu::fast(x) && (self.stride == 1 || self.dilation == 1) {
+            let (b, c, l) = x.dims3()?;
+            let (co, _, k) = self.weight.dims3()?;
+            let mut lo = 0;
+            let y = cpu::with_all([x, &self.weight, &self.bias], |[x, w, bias]| {
+                cpu::per_item(x, b, |item| {
+                    let y;
+                    (y, lo) = if self.stride == 1 {
+                        conv::conv1d_s1(item, (c, l), w, k, bias, self.padding, self.dilation)
+                    } else {
+                        conv::conv_strided(item, (c, l, 1), w, k, bias, self.stride, self.padding)
+                    };
+                    y
+                })
+            })?;
+            return cpu::tensor(y, (b, co, lo));
+        }
+        self.forward_candle(x)
+    }
+
+    /// The same with candle's ops (other devices; the reference in tests).
+    pub fn forward_candle(&self, x: &Tensor) -> Result<Tensor> {
         let y = x.conv1d(&self.weight, self.padding, self.stride, self.dilation, 1)?;
         Ok(y.broadcast_add(&self.bias)?)
     }
@@ -82,6 +116,23 @@ impl Conv2d {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if cpu::fast(x) {
+            let (b, c, f, t) = x.dims4()?;
+            let (co, _, k, _) = self.weight.dims4()?;
+            let (mut fo, mut to) = (f, t);
+            let y = cpu::with_all([x, &self.weight, &self.bias], |[x, w, bias]| {
+                cpu::per_item(x, b, |item| {
+                    if k == 1 {
+                        conv::conv1d_s1(item, (c, f * t), w, 1, bias, 0, 1).0
+                    } else {
+                        let y;
+                        (y, fo, to) = conv::conv2d_s1(item, (c, f, t), w, k, bias, self.padding);
+                        y
+                    }
+                })
+            })?;
+            return cpu::tensor(y, (b, co, fo, to));
+        }
         let y = if self.weight.dim(2)? == 1 {
             // 1x1: a matrix product over channels.
             let (b, c, f, t) = x.dims4()?;
@@ -128,12 +179,32 @@ impl FreqConv {
 
     /// `(B, C, F, T) -> (B, C', F', T)`
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if !cpu::fast(x) {
+            return self.forward_candle(x);
+        }
+        let (b, c, f, t) = x.dims4()?;
+        let conv = &self.conv;
+        let (co, _, k) = conv.weight.dims3()?;
+        let mut fo = 0;
+        let y = cpu::with_all([x, &conv.weight, &conv.bias], |[x, w, bias]| {
+            cpu::per_item(x, b, |item| {
+                let y;
+                (y, fo) =
+                    conv::conv_strided(item, (c, f, t), w, k, bias, conv.stride, conv.padding);
+                y
+            })
+        })?;
+        cpu::tensor(y, (b, co, fo, t))
+    }
+
+    /// The same as a batch of 1-d convolutions with candle's ops.
+    pub fn forward_candle(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, f, t) = x.dims4()?;
         let x = x
             .permute((0, 3, 1, 2))?
             .contiguous()?
             .reshape((b * t, c, f))?;
-        let y = self.conv.forward(&x)?;
+        let y = self.conv.forward_candle(&x)?;
         let (_, c2, f2) = y.dims3()?;
         Ok(y.reshape((b, t, c2, f2))?
             .permute((0, 2, 3, 1))?
@@ -177,6 +248,35 @@ impl ConvTr1d {
     /// As one matrix product to columns `(B, C' * K, T)` and an overlap-add of the `K / S`
     /// blocks of each column (candle 0.11's CPU `conv_transpose1d` mixes up batch items).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if !cpu::fast(x) {
+            return self.forward_candle(x);
+        }
+        let (b, c, l) = x.dims3()?;
+        self.forward_rows(x, b, (c, l, 1))
+            .and_then(|(y, co, lo)| cpu::tensor(y, (b, co, lo)))
+    }
+
+    /// The CPU kernel on `(B, C, F, T)` data, transposed along `F`: `(y, C', F')`.
+    fn forward_rows(
+        &self,
+        x: &Tensor,
+        b: usize,
+        dims: (usize, usize, usize),
+    ) -> Result<(Vec<f32>, usize, usize)> {
+        let (_, co, k) = self.weight.dims3()?;
+        let mut fo = 0;
+        let y = cpu::with_all([x, &self.weight, &self.bias], |[x, w, bias]| {
+            cpu::per_item(x, b, |item| {
+                let y;
+                (y, fo) = conv::conv_tr_strided(item, dims, w, k, bias, self.stride);
+                y
+            })
+        })?;
+        Ok((y, co, fo))
+    }
+
+    /// The same with candle's ops.
+    pub fn forward_candle(&self, x: &Tensor) -> Result<Tensor> {
         let (cin, cout, k) = self.weight.dims3()?;
         let s = self.stride;
         let (b, _, l) = x.dims3()?;
@@ -234,12 +334,22 @@ impl FreqConvTr {
 
     /// `(B, C, F, T) -> (B, C', (F - 1) * S + K, T)`
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if !cpu::fast(x) {
+            return self.forward_candle(x);
+        }
+        let (b, c, f, t) = x.dims4()?;
+        let (y, co, fo) = self.conv.forward_rows(x, b, (c, f, t))?;
+        cpu::tensor(y, (b, co, fo, t))
+    }
+
+    /// The same as a batch of 1-d transposed convolutions with candle's ops.
+    pub fn forward_candle(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, f, t) = x.dims4()?;
         let x = x
             .permute((0, 3, 1, 2))?
             .contiguous()?
             .reshape((b * t, c, f))?;
-        let y = self.conv.forward(&x)?;
+        let y = self.conv.forward_candle(&x)?;
         let (_, c2, f2) = y.dims3()?;
         Ok(y.reshape((b, t, c2, f2))?
             .permute((0, 2, 3, 1))?
@@ -261,6 +371,14 @@ impl Norm {
         } else {
             Norm::Identity
         })
+    }
+
+    /// The GroupNorm's host copies of `(weight, bias)` and its group count, if any.
+    pub fn group_affine(&self) -> Option<(&[f32], &[f32], usize)> {
+        match self {
+            Norm::Identity => None,
+            Norm::Group(g) => Some((&g.weight_host, &g.bias_host, g.groups)),
+        }
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -400,6 +518,10 @@ impl LayerScale {
             scale.reshape((channels, 1))?
         };
         Ok(Self { scale })
+    }
+
+    pub fn scale(&self) -> &Tensor {
+        &self.scale
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {

@@ -48,6 +48,7 @@
 pub mod apply;
 pub mod checkpoint;
 pub mod config;
+mod cpu;
 pub mod dconv;
 pub mod decoder;
 pub mod encoder;

@@ -6,6 +6,7 @@
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{LayerNorm, Linear, VarBuilder};
 
+use crate::cpu::{self, attention::attention};
 use crate::layers::{gelu, GroupNorm, LayerScale};
 use crate::Result;
 
@@ -67,6 +68,22 @@ impl MultiheadAttention {
                 .contiguous()?)
         };
         let scale = 1.0 / (hd as f64).sqrt();
+        if cpu::fast(q) && cpu::fast(kv) {
+            let (qp, kp, vp) = (self.q.forward(q)?, self.k.forward(kv)?, self.v.forward(kv)?);
+            let out = cpu::with_all([&qp, &kp, &vp], |[qd, kd, vd]| {
+                let items = qd
+                    .chunks(nq * c)
+                    .zip(kd.chunks(nk * c))
+                    .zip(vd.chunks(nk * c));
+                let outs: Vec<Vec<f32>> = items
+                    .map(|((qi, ki), vi)| {
+                        attention(qi, ki, vi, (nq, nk, c), self.heads, scale as f32)
+                    })
+                    .collect();
+                outs.concat()
+            })?;
+            return Ok(self.out.forward(&cpu::tensor(out, (b, nq, c))?)?);
+        }
         let qh = split((self.q.forward(q)? * scale)?, nq)?;
         let kh = split(self.k.forward(kv)?, nk)?;
         let vh = split(self.v.forward(kv)?, nk)?;
