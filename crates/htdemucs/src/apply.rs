@@ -6,6 +6,9 @@
 //!
 //! [`Separator::separate_streaming`] hands out finished audio as soon as no later segment
 //! overlaps it, so memory stays bounded by a few segments however long the input.
+//! [`Separator::separate_source`] does the same reading the input from a [`FrameSource`]
+//! (e.g. a decoder), so that not even the input has to be in memory; the shifted passes run
+//! in lock-step over the input, so `shifts` does not change that.
 
 use std::path::Path;
 
@@ -63,36 +66,299 @@ impl Stems {
     }
 }
 
+/// Where [`Separator::separate_source`] reads the mixture: consecutive planar frames at the
+/// model's rate and channel count.
+pub trait FrameSource {
+    /// Appends the next frames, at most `max_frames`, to every `out[channel]` (the same number
+    /// to each) and returns how many; 0 at the end of the input.
+    fn read(&mut self, out: &mut [Vec<f32>], max_frames: usize) -> Result<usize>;
+}
+
+/// Planar audio in memory as a [`FrameSource`].
+pub struct SliceSource<'a> {
+    channels: &'a [&'a [f32]],
+    at: usize,
+}
+
+impl<'a> SliceSource<'a> {
+    pub fn new(channels: &'a [&'a [f32]]) -> Self {
+        Self { channels, at: 0 }
+    }
+}
+
+impl FrameSource for SliceSource<'_> {
+    fn read(&mut self, out: &mut [Vec<f32>], max_frames: usize) -> Result<usize> {
+        let n = self.channels.first().map_or(0, |c| c.len());
+        let take = max_frames.min(n - self.at);
+        for (o, c) in out.iter_mut().zip(self.channels) {
+            o.extend_from_slice(&c[self.at..self.at + take]);
+        }
+        self.at += take;
+        Ok(take)
+    }
+}
+
+/// The normalisation of `demucs.api.Separator`: mean and unbiased standard deviation of the
+/// mixture's mono downmix.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MixStats {
+    pub mean: f32,
+    pub std: f32,
+}
+
+impl MixStats {
+    /// No normalisation.
+    pub const IDENTITY: MixStats = MixStats {
+        mean: 0.0,
+        std: 1.0 - 1e-8,
+    };
+
+    /// The statistics of planar audio in memory.
+    pub fn of(channels: &[&[f32]]) -> Self {
+        let (mean, std) = mono_mean_std(channels);
+        Self { mean, std }
+    }
+}
+
+/// [`MixStats`] of a mixture that arrives in pieces (Welford's running mean and variance in
+/// `f64`), for a first pass over a file.
+#[derive(Debug, Clone, Default)]
+pub struct MixStatsBuilder {
+    frames: u64,
+    mean: f64,
+    m2: f64,
+}
+
+impl MixStatsBuilder {
+    /// Adds planar frames (all channels of one length).
+    pub fn push(&mut self, channels: &[&[f32]]) {
+        let n = channels.first().map_or(0, |c| c.len());
+        let c = channels.len() as f64;
+        for i in 0..n {
+            let x = channels.iter().map(|ch| f64::from(ch[i])).sum::<f64>() / c;
+            self.frames += 1;
+            let d = x - self.mean;
+            self.mean += d / self.frames as f64;
+            self.m2 += d * (x - self.mean);
+        }
+    }
+
+    /// Frames seen so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    pub fn finish(&self) -> MixStats {
+        let var = self.m2 / (self.frames as f64 - 1.0).max(1.0);
+        MixStats {
+            mean: self.mean as f32,
+            std: var.sqrt() as f32,
+        }
+    }
+}
+
 /// A loaded model ready to separate whole recordings.
 pub struct Separator {
     model: HtDemucs,
 }
 
-/// The input as `apply_model` sees it: the mixture, optionally normalised, zero outside.
-struct Input<'a> {
-    channels: &'a [&'a [f32]],
+/// `block[stem][channel][frame]`.
+type Block = Vec<Vec<Vec<f32>>>;
+
+/// The input as `apply_model` sees it: the mixture, normalised, zero outside `[0, frames)`.
+/// Only the frames that segments still to come may read are held.
+struct Window<'a> {
+    source: &'a mut dyn FrameSource,
+    frames: usize,
+    /// Absolute frame of `buf[c][0]`.
+    start: usize,
+    buf: Vec<Vec<f32>>,
+    ended: bool,
     mean: f32,
     std: f32,
 }
 
-impl Input<'_> {
-    fn len(&self) -> usize {
-        self.channels[0].len()
-    }
-
+impl Window<'_> {
     /// `out[c][i] = x[c][start + i]`, zero outside the signal.
-    fn read(&self, start: isize, out: &mut [Vec<f32>]) {
-        let n = self.len() as isize;
-        for (chan, o) in self.channels.iter().zip(out.iter_mut()) {
+    fn read(&mut self, start: isize, out: &mut [Vec<f32>]) -> Result<()> {
+        let len = out[0].len();
+        let end = (start + len as isize).clamp(0, self.frames as isize) as usize;
+        while !self.ended && self.start + self.buf[0].len() < end {
+            let want = end - (self.start + self.buf[0].len());
+            let got = self.source.read(&mut self.buf, want.max(4096))?;
+            let n = self.buf[0].len();
+            if self.buf.iter().any(|c| c.len() != n) {
+                return Err(Error::Input(
+                    "source gave channels of different lengths".into(),
+                ));
+            }
+            self.ended = got == 0;
+        }
+        let first = start.max(0);
+        if first < self.start as isize && first < end as isize {
+            return Err(Error::Input(format!(
+                "internal: segment at frame {start} read after frame {} was dropped",
+                self.start
+            )));
+        }
+        for (chan, o) in self.buf.iter().zip(out.iter_mut()) {
             for (i, v) in o.iter_mut().enumerate() {
                 let j = start + i as isize;
-                *v = if (0..n).contains(&j) {
-                    (chan[j as usize] - self.mean) / self.std
+                *v = if (0..self.frames as isize).contains(&j) {
+                    // Past the end of a source shorter than announced: zeros.
+                    chan.get(j as usize - self.start)
+                        .map_or(0.0, |x| (x - self.mean) / self.std)
                 } else {
                     0.0
                 };
             }
         }
+        Ok(())
+    }
+
+    /// No segment will read before `frame` any more.
+    fn discard_before(&mut self, frame: isize) {
+        let frame = frame.max(0) as usize;
+        if frame > self.start {
+            let drop = (frame - self.start).min(self.buf[0].len());
+            for c in &mut self.buf {
+                c.drain(..drop);
+            }
+            self.start += drop;
+        }
+    }
+}
+
+/// The `split=True` branch of `apply_model` over the view `[view_start, view_start +
+/// view_len)` of the input, one segment per [`SplitRun::step`].
+struct SplitRun {
+    view_start: isize,
+    view_len: usize,
+    /// Start of the next segment (view coordinates).
+    offset: usize,
+    /// Output before this (view coordinates) has been handed out.
+    emitted: usize,
+    /// Pending output from `emitted` on: weighted sums and the sum of weights.
+    pending: Block,
+    pending_w: Vec<f32>,
+}
+
+/// What every pass shares: segment length, stride, blend weights and a scratch chunk.
+struct SplitShape {
+    seg: usize,
+    stride: usize,
+    weight: Vec<f32>,
+    chunk: Vec<Vec<f32>>,
+}
+
+impl SplitShape {
+    fn new(seg: usize, overlap: f64, channels: usize) -> Self {
+        let stride = (((1.0 - overlap) * seg as f64) as usize).max(1);
+        // Triangular weights, maximal in the middle (transition_power 1).
+        let half = seg / 2;
+        let weight: Vec<f32> = (1..=half)
+            .chain((1..=seg - half).rev())
+            .map(|w| w as f32)
+            .collect();
+        let max_w = weight.iter().copied().fold(0.0, f32::max);
+        let weight = weight.iter().map(|w| w / max_w).collect();
+        Self {
+            seg,
+            stride,
+            weight,
+            chunk: vec![vec![0f32; seg]; channels],
+        }
+    }
+}
+
+impl SplitRun {
+    fn new(view_start: isize, view_len: usize, sources: usize, channels: usize) -> Self {
+        Self {
+            view_start,
+            view_len,
+            offset: 0,
+            emitted: 0,
+            pending: vec![vec![Vec::new(); channels]; sources],
+            pending_w: Vec::new(),
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.offset >= self.view_len
+    }
+
+    fn segments(&self, stride: usize) -> usize {
+        self.view_len.div_ceil(stride)
+    }
+
+    /// The earliest input frame the next segment may read.
+    fn next_read(&self, seg: usize) -> isize {
+        self.view_start + self.offset as isize - (seg / 2) as isize
+    }
+
+    /// Separates the next segment; returns the output it finished, `(view start, block)`.
+    fn step(
+        &mut self,
+        model: &HtDemucs,
+        input: &mut Window,
+        shape: &mut SplitShape,
+    ) -> Result<Option<(usize, Block)>> {
+        let (seg, stride) = (shape.seg, shape.stride);
+        let n_chan = shape.chunk.len();
+        let offset = self.offset;
+        let chunk_len = seg.min(self.view_len - offset);
+        let delta = seg - chunk_len;
+        // TensorChunk.padded: centred, reading real signal around the chunk when present.
+        input.read(
+            self.view_start + offset as isize - (delta / 2) as isize,
+            &mut shape.chunk,
+        )?;
+        let flat: Vec<f32> = shape.chunk.concat();
+        let x = Tensor::from_vec(flat, (1, n_chan, seg), model.device())?;
+        let y = model.forward(&x)?; // (1, S, C, seg)
+        let y = y
+            .squeeze(0)?
+            .narrow(2, delta / 2, chunk_len)?
+            .to_device(&Device::Cpu)?;
+        let y: Vec<Vec<Vec<f32>>> = y.to_vec3()?;
+        let rel = offset - self.emitted;
+        let end = rel + chunk_len;
+        if self.pending_w.len() < end {
+            self.pending_w.resize(end, 0.0);
+            for c in self.pending.iter_mut().flatten() {
+                c.resize(end, 0.0);
+            }
+        }
+        for (p, w) in self.pending_w[rel..end].iter_mut().zip(&shape.weight) {
+            *p += w;
+        }
+        for (p_stem, y_stem) in self.pending.iter_mut().zip(&y) {
+            for (p, yc) in p_stem.iter_mut().zip(y_stem) {
+                for ((p, v), w) in p[rel..end].iter_mut().zip(yc).zip(&shape.weight) {
+                    *p += v * w;
+                }
+            }
+        }
+        self.offset += stride;
+        // Everything before the next segment's start is final.
+        let next = self.offset.min(self.view_len);
+        let ready = next.saturating_sub(self.emitted);
+        if ready == 0 {
+            return Ok(None);
+        }
+        let sums: Vec<f32> = self.pending_w.drain(..ready).collect();
+        let block: Block = self
+            .pending
+            .iter_mut()
+            .map(|stem| {
+                stem.iter_mut()
+                    .map(|c| c.drain(..ready).zip(&sums).map(|(v, w)| v / w).collect())
+                    .collect()
+            })
+            .collect();
+        let start = self.emitted;
+        self.emitted = next;
+        Ok(Some((start, block)))
     }
 }
 
@@ -130,6 +396,16 @@ impl Separator {
         self.model.config().segment_frames()
     }
 
+    /// Network calls needed for `frames` input frames (what [`Progress::segments_total`]
+    /// will say).
+    pub fn segments_for(&self, frames: usize, opts: &SeparateOptions) -> usize {
+        let shape = SplitShape::new(self.segment_frames(), opts.overlap.clamp(0.0, 0.99), 0);
+        self.passes(frames, opts)
+            .iter()
+            .map(|(run, _)| run.segments(shape.stride))
+            .sum()
+    }
+
     /// Separates planar audio (`channels[c][frame]`, all of one length) into stems of the
     /// same length. `progress` is called after every segment; returning `false` cancels.
     /// Holds the whole output in memory; see [`Self::separate_streaming`] for long inputs.
@@ -156,26 +432,89 @@ impl Separator {
     }
 
     /// Like [`Self::separate`] but hands finished output to `sink(start_frame, block)`, in
-    /// order, with `block[stem][channel][frame]`. Without shifts, memory is a few segments
-    /// whatever the input length; with shifts the output is gathered before it is handed out.
+    /// order, with `block[stem][channel][frame]`. Memory is a few segments per shift
+    /// whatever the input length.
     pub fn separate_streaming(
         &self,
         channels: &[&[f32]],
+        opts: &SeparateOptions,
+        progress: impl FnMut(Progress) -> bool,
+        sink: impl FnMut(usize, &[Vec<Vec<f32>>]),
+    ) -> Result<()> {
+        let n = channels.first().map_or(0, |c| c.len());
+        if channels.iter().any(|c| c.len() != n) {
+            return Err(Error::Input("channels of different lengths".into()));
+        }
+        let stats = if opts.normalize {
+            MixStats::of(channels)
+        } else {
+            MixStats::IDENTITY
+        };
+        let mut source = SliceSource::new(channels);
+        self.run(&mut source, channels.len(), n, stats, opts, progress, sink)
+    }
+
+    /// Like [`Self::separate_streaming`], reading `frames` frames of `channels` channels
+    /// from `source` as they are needed (a few segments at a time), so a long input never
+    /// has to be in memory. Normalisation (`opts.normalize`) uses `stats`, which the caller
+    /// measures beforehand (e.g. with [`MixStatsBuilder`] in a first pass). A source that
+    /// ends before `frames` reads as zeros; frames past `frames` are not read.
+    #[allow(clippy::too_many_arguments)]
+    pub fn separate_source(
+        &self,
+        source: &mut dyn FrameSource,
+        channels: usize,
+        frames: usize,
+        stats: MixStats,
+        opts: &SeparateOptions,
+        progress: impl FnMut(Progress) -> bool,
+        sink: impl FnMut(usize, &[Vec<Vec<f32>>]),
+    ) -> Result<()> {
+        let stats = if opts.normalize {
+            stats
+        } else {
+            MixStats::IDENTITY
+        };
+        self.run(source, channels, frames, stats, opts, progress, sink)
+    }
+
+    /// The split runs of every pass with the number of leading output frames each drops:
+    /// one plain pass, or one per shift with a random offset of up to 0.5 s (`apply_model`
+    /// with shifts > 0 pads the input by `max_shift` and drops `max_shift - offset`).
+    fn passes(&self, n: usize, opts: &SeparateOptions) -> Vec<(SplitRun, usize)> {
+        let s = self.sources().len();
+        let c = self.audio_channels();
+        if opts.shifts == 0 {
+            return vec![(SplitRun::new(0, n, s, c), 0)];
+        }
+        let max_shift = (0.5 * self.sample_rate_hz() as f64) as usize;
+        let mut rng = SplitMix64(opts.seed);
+        (0..opts.shifts)
+            .map(|_| {
+                let offset = (rng.next() % (max_shift as u64 + 1)) as usize;
+                let skip = max_shift - offset;
+                (SplitRun::new(-(skip as isize), n + skip, s, c), skip)
+            })
+            .collect()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        source: &mut dyn FrameSource,
+        channels: usize,
+        n: usize,
+        stats: MixStats,
         opts: &SeparateOptions,
         mut progress: impl FnMut(Progress) -> bool,
         mut sink: impl FnMut(usize, &[Vec<Vec<f32>>]),
     ) -> Result<()> {
         let cfg = self.model.config();
-        if channels.len() != cfg.audio_channels {
+        if channels != cfg.audio_channels {
             return Err(Error::Input(format!(
-                "{} channels, the model takes {}",
-                channels.len(),
+                "{channels} channels, the model takes {}",
                 cfg.audio_channels
             )));
-        }
-        let n = channels[0].len();
-        if channels.iter().any(|c| c.len() != n) {
-            return Err(Error::Input("channels of different lengths".into()));
         }
         if !(0.0..1.0).contains(&opts.overlap) {
             return Err(Error::Input(format!(
@@ -187,27 +526,38 @@ impl Separator {
             return Ok(());
         }
         // demucs.api.Separator: `(wav - mean) / (std + 1e-8)`.
-        let (mean, std) = if opts.normalize {
-            mono_mean_std(channels)
-        } else {
-            (0.0, 1.0 - 1e-8)
+        let std = stats.std + 1e-8;
+        let mut input = Window {
+            source,
+            frames: n,
+            start: 0,
+            buf: vec![Vec::new(); channels],
+            ended: false,
+            mean: stats.mean,
+            std,
         };
-        let input = Input {
-            channels,
-            mean,
-            std: std + 1e-8,
-        };
-        let seg = cfg.segment_frames();
-        let stride = (((1.0 - opts.overlap) * seg as f64) as usize).max(1);
         let denorm = |block: &mut [Vec<Vec<f32>>]| {
             for v in block.iter_mut().flatten().flatten() {
-                *v = *v * input.std + input.mean;
+                *v = *v * std + stats.mean;
             }
         };
-        if opts.shifts == 0 {
-            let total = n.div_ceil(stride);
-            let mut done = 0;
-            return self.run_split(&input, 0, n, seg, stride, &mut |block, start| {
+        let mut shape = SplitShape::new(cfg.segment_frames(), opts.overlap, channels);
+        let mut passes = self.passes(n, opts);
+        let total: usize = passes.iter().map(|(r, _)| r.segments(shape.stride)).sum();
+        let k = passes.len();
+        // Output from `acc_start` on, summed over the passes; pass p has delivered output
+        // up to `covered[p]`.
+        let n_src = self.sources().len();
+        let mut acc: Block = vec![vec![Vec::new(); channels]; n_src];
+        let mut acc_start = 0usize;
+        let mut covered = vec![0usize; k];
+        let mut done = 0;
+        while passes.iter().any(|(r, _)| !r.done()) {
+            for (p, (run, skip)) in passes.iter_mut().enumerate() {
+                if run.done() {
+                    continue;
+                }
+                let finished = run.step(&self.model, &mut input, &mut shape)?;
                 done += 1;
                 if !progress(Progress {
                     segments_done: done,
@@ -215,145 +565,56 @@ impl Separator {
                 }) {
                     return Err(Error::Cancelled);
                 }
-                if let Some((start, mut block)) = block.map(|b| (start, b)) {
-                    denorm(&mut block);
-                    sink(start, &block);
+                let Some((start, block)) = finished else {
+                    continue;
+                };
+                // View frame v is output frame v - skip; keep what lies in [0, n).
+                let len = block[0][0].len();
+                let from = start.max(*skip);
+                let to = (start + len).min(*skip + n);
+                if from >= to {
+                    continue;
                 }
-                Ok(())
-            });
-        }
-        // Shifted passes, averaged (`apply_model` with shifts > 0).
-        let max_shift = (0.5 * cfg.samplerate as f64) as usize;
-        let mut rng = SplitMix64(opts.seed);
-        let s = self.sources().len();
-        let mut acc = vec![vec![vec![0f32; n]; channels.len()]; s];
-        let total = opts.shifts * (n + max_shift).div_ceil(stride);
-        let mut done = 0;
-        for _ in 0..opts.shifts {
-            let offset = (rng.next() % (max_shift as u64 + 1)) as usize;
-            let view_len = n + max_shift - offset;
-            let skip = max_shift - offset;
-            self.run_split(
-                &input,
-                offset as isize - max_shift as isize,
-                view_len,
-                seg,
-                stride,
-                &mut |block, start| {
-                    done += 1;
-                    if !progress(Progress {
-                        segments_done: done,
-                        segments_total: total,
-                    }) {
-                        return Err(Error::Cancelled);
-                    }
-                    if let Some(block) = block {
-                        for (a_stem, b_stem) in acc.iter_mut().zip(&block) {
-                            for (a, b) in a_stem.iter_mut().zip(b_stem) {
-                                for (i, v) in b.iter().enumerate() {
-                                    let j = start + i;
-                                    if j >= skip && j - skip < n {
-                                        a[j - skip] += v;
-                                    }
-                                }
-                            }
+                let (o_from, o_to) = (from - *skip, to - *skip);
+                let need = o_to - acc_start;
+                for (a_stem, b_stem) in acc.iter_mut().zip(&block) {
+                    for (a, b) in a_stem.iter_mut().zip(b_stem) {
+                        if a.len() < need {
+                            a.resize(need, 0.0);
+                        }
+                        for (x, v) in a[o_from - acc_start..need]
+                            .iter_mut()
+                            .zip(&b[from - start..to - start])
+                        {
+                            *x += v;
                         }
                     }
-                    Ok(())
-                },
-            )?;
-        }
-        for v in acc.iter_mut().flatten().flatten() {
-            *v /= opts.shifts as f32;
-        }
-        denorm(&mut acc);
-        sink(0, &acc);
-        Ok(())
-    }
-
-    /// The `split=True` branch of `apply_model` over the view `[view_start, view_start +
-    /// view_len)` of the input. `emit(Some(block), start)` receives finished output (view
-    /// coordinates) after each segment, or `None` when a segment finished nothing.
-    #[allow(clippy::type_complexity)]
-    fn run_split(
-        &self,
-        input: &Input,
-        view_start: isize,
-        view_len: usize,
-        seg: usize,
-        stride: usize,
-        emit: &mut dyn FnMut(Option<Vec<Vec<Vec<f32>>>>, usize) -> Result<()>,
-    ) -> Result<()> {
-        let n_src = self.sources().len();
-        let n_chan = input.channels.len();
-        // Triangular weights, maximal in the middle (transition_power 1).
-        let half = seg / 2;
-        let weight: Vec<f32> = (1..=half)
-            .chain((1..=seg - half).rev())
-            .map(|w| w as f32)
-            .collect();
-        let max_w = weight.iter().copied().fold(0.0, f32::max);
-        let weight: Vec<f32> = weight.iter().map(|w| w / max_w).collect();
-        // Pending output from `emitted` on: weighted sums and the sum of weights.
-        let mut pending = vec![vec![Vec::<f32>::new(); n_chan]; n_src];
-        let mut pending_w = Vec::<f32>::new();
-        let mut emitted = 0usize;
-        let mut chunk = vec![vec![0f32; seg]; n_chan];
-        let device = self.model.device().clone();
-        let mut offset = 0;
-        while offset < view_len {
-            let chunk_len = seg.min(view_len - offset);
-            let delta = seg - chunk_len;
-            // TensorChunk.padded: centred, reading real signal around the chunk when present.
-            input.read(
-                view_start + offset as isize - (delta / 2) as isize,
-                &mut chunk,
-            );
-            let flat: Vec<f32> = chunk.concat();
-            let x = Tensor::from_vec(flat, (1, n_chan, seg), &device)?;
-            let y = self.model.forward(&x)?; // (1, S, C, seg)
-            let y = y
-                .squeeze(0)?
-                .narrow(2, delta / 2, chunk_len)?
-                .to_device(&Device::Cpu)?;
-            let y: Vec<Vec<Vec<f32>>> = y.to_vec3()?;
-            let rel = offset - emitted;
-            let end = rel + chunk_len;
-            if pending_w.len() < end {
-                pending_w.resize(end, 0.0);
-                for c in pending.iter_mut().flatten() {
-                    c.resize(end, 0.0);
                 }
+                covered[p] = o_to;
             }
-            for (p, w) in pending_w[rel..end].iter_mut().zip(&weight) {
-                *p += w;
-            }
-            for (p_stem, y_stem) in pending.iter_mut().zip(&y) {
-                for (p, yc) in p_stem.iter_mut().zip(y_stem) {
-                    for ((p, v), w) in p[rel..end].iter_mut().zip(yc).zip(&weight) {
-                        *p += v * w;
-                    }
-                }
-            }
-            // Everything before the next segment's start is final.
-            let next = (offset + stride).min(view_len);
-            let ready = next - emitted;
-            if ready > 0 {
-                let sums: Vec<f32> = pending_w.drain(..ready).collect();
-                let block: Vec<Vec<Vec<f32>>> = pending
+            // Every pass has delivered up to `ready`: hand it out.
+            let ready = covered.iter().copied().min().unwrap_or(0);
+            if ready > acc_start {
+                let m = ready - acc_start;
+                let mut block: Block = acc
                     .iter_mut()
                     .map(|stem| {
                         stem.iter_mut()
-                            .map(|c| c.drain(..ready).zip(&sums).map(|(v, w)| v / w).collect())
+                            .map(|c| c.drain(..m).map(|v| v / k as f32).collect())
                             .collect()
                     })
                     .collect();
-                emit(Some(block), emitted)?;
-                emitted = next;
-            } else {
-                emit(None, emitted)?;
+                denorm(&mut block);
+                sink(acc_start, &block);
+                acc_start = ready;
             }
-            offset += stride;
+            let next_read = passes
+                .iter()
+                .filter(|(r, _)| !r.done())
+                .map(|(r, _)| r.next_read(shape.seg))
+                .min()
+                .unwrap_or(n as isize);
+            input.discard_before(next_read);
         }
         Ok(())
     }
@@ -361,7 +622,10 @@ impl Separator {
 
 /// Mean and unbiased std of the mono downmix (`wav.mean(0)`, `ref.mean()`, `ref.std()`).
 fn mono_mean_std(channels: &[&[f32]]) -> (f32, f32) {
-    let n = channels[0].len();
+    let n = channels.first().map_or(0, |c| c.len());
+    if n == 0 {
+        return (0.0, 0.0);
+    }
     let c = channels.len() as f64;
     let mono = |i: usize| channels.iter().map(|ch| f64::from(ch[i])).sum::<f64>() / c;
     let mean = (0..n).map(mono).sum::<f64>() / n as f64;
@@ -379,5 +643,29 @@ impl SplitMix64 {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn running_stats_match_the_two_pass_ones() {
+        let l: Vec<f32> = (0..5000)
+            .map(|i| ((i * 37 % 101) as f32 - 40.0) / 90.0)
+            .collect();
+        let r: Vec<f32> = (0..5000)
+            .map(|i| ((i * 11 % 53) as f32 - 20.0) / 70.0)
+            .collect();
+        let whole = MixStats::of(&[&l, &r]);
+        let mut b = MixStatsBuilder::default();
+        for (a, c) in l.chunks(777).zip(r.chunks(777)) {
+            b.push(&[a, c]);
+        }
+        let run = b.finish();
+        assert_eq!(b.frames(), 5000);
+        assert!((run.mean - whole.mean).abs() < 1e-6, "{run:?} {whole:?}");
+        assert!((run.std - whole.std).abs() < 1e-6, "{run:?} {whole:?}");
     }
 }

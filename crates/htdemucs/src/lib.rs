@@ -26,9 +26,12 @@
 //! # let _ = vocals; Ok(()) }
 //! ```
 //!
-//! * [`Separator::separate_streaming`] hands finished blocks to a sink in order; with
-//!   `shifts == 0` memory stays bounded (about 1 GB peak for the release model on CPU,
-//!   dominated by one 7.8 s segment's activations) whatever the input length.
+//! * [`Separator::separate_streaming`] hands finished blocks to a sink in order; memory
+//!   stays bounded (about 1 GB peak for the release model on CPU, dominated by one 7.8 s
+//!   segment's activations) whatever the input length; shifted passes run in lock-step.
+//! * [`Separator::separate_source`] reads the input from a [`FrameSource`] as segments need
+//!   it, with [`MixStats`] measured beforehand (e.g. [`MixStatsBuilder`] over a first pass),
+//!   so a long file is never in memory whole.
 //! * `htdemucs_ft` is a bag of four models with one-hot weights (drums, bass, other, vocals):
 //!   for speech load only the vocals model (`04573f0d`), and take its "vocals" stem.
 //! * Inference follows `demucs.api.Separator` + `apply_model`: the input is normalised by the
@@ -58,7 +61,12 @@ pub mod model;
 pub mod spec;
 pub mod transformer;
 
-pub use apply::{Progress, SeparateOptions, Separator, Stems};
+pub use apply::{
+    FrameSource, MixStats, MixStatsBuilder, Progress, SeparateOptions, Separator, SliceSource,
+    Stems,
+};
+/// The tensor crate, re-exported so that callers name the same `Device` type.
+pub use candle_core;
 pub use checkpoint::Checkpoint;
 pub use config::{HtDemucsConfig, Seconds};
 pub use error::{Error, Result};

@@ -2,7 +2,9 @@
 //! output, cancellation.
 
 use candle_core::Device;
-use nomusic_htdemucs::{Checkpoint, Error, SeparateOptions, Separator};
+use nomusic_htdemucs::{
+    Checkpoint, Error, FrameSource, MixStatsBuilder, SeparateOptions, Separator,
+};
 
 fn separator() -> Separator {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/tiny.safetensors");
@@ -92,4 +94,73 @@ fn wrong_channel_count_is_an_input_error() {
         .separate(&[&mono], &SeparateOptions::default(), |_| true)
         .err();
     assert!(matches!(err, Some(Error::Input(_))));
+}
+
+/// A source that hands out at most 1000 frames per read, as a decoder would.
+struct Trickle<'a> {
+    x: &'a [Vec<f32>],
+    at: usize,
+}
+
+impl FrameSource for Trickle<'_> {
+    fn read(&mut self, out: &mut [Vec<f32>], max_frames: usize) -> nomusic_htdemucs::Result<usize> {
+        let n = max_frames.min(1000).min(self.x[0].len() - self.at);
+        for (o, c) in out.iter_mut().zip(self.x) {
+            o.extend_from_slice(&c[self.at..self.at + n]);
+        }
+        self.at += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_source_read_in_pieces_gives_the_in_memory_result() {
+    let sep = separator();
+    let x = input(sep.segment_frames() * 2 + 777);
+    let chans: Vec<&[f32]> = x.iter().map(|c| c.as_slice()).collect();
+    for shifts in [0, 2] {
+        let opts = SeparateOptions {
+            shifts,
+            ..Default::default()
+        };
+        let whole = sep.separate(&chans, &opts, |_| true).unwrap();
+        let mut stats = MixStatsBuilder::default();
+        stats.push(&chans);
+        let mut got = vec![vec![Vec::new(); 2]; 4];
+        let mut next = 0;
+        let mut last = None;
+        sep.separate_source(
+            &mut Trickle { x: &x, at: 0 },
+            2,
+            x[0].len(),
+            stats.finish(),
+            &opts,
+            |p| {
+                last = Some(p);
+                true
+            },
+            |start, block| {
+                assert_eq!(start, next);
+                next += block[0][0].len();
+                for (s, b) in got.iter_mut().zip(block) {
+                    for (c, bc) in s.iter_mut().zip(b) {
+                        c.extend_from_slice(bc);
+                    }
+                }
+            },
+        )
+        .unwrap();
+        let last = last.unwrap();
+        assert_eq!(last.segments_done, last.segments_total);
+        assert_eq!(last.segments_total, sep.segments_for(x[0].len(), &opts));
+        for (a, b) in got.iter().flatten().zip(whole.audio.iter().flatten()) {
+            assert_eq!(a.len(), b.len());
+            let err = a
+                .iter()
+                .zip(b)
+                .map(|(u, v)| (u - v).abs())
+                .fold(0.0, f32::max);
+            assert!(err < 1e-5, "shifts {shifts}: {err}");
+        }
+    }
 }
