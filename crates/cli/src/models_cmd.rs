@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use nomusic_models::fetch::{self, FetchEvent, Source};
-use nomusic_models::registry::{self, LocatedModel, ModelDirs};
+use nomusic_models::registry::{self, Checksum, LocatedModel, ModelDirs};
 use nomusic_models::{ModelError, Separator};
 
 use crate::args::{ModelArgs, ModelsAction, ModelsArgs};
@@ -34,14 +34,18 @@ fn list() -> Result<ExitCode> {
                 .map_or(String::new(), |p| p.display().to_string()),
             Err(_) => "not installed (nomusic models fetch ".to_string() + spec.name + ")",
         };
+        let latency = spec
+            .latency_ms
+            .map_or_else(|| "offline".to_string(), |ms| format!("{ms:.0}ms"));
+        let (bytes, exact) = spec.size_bytes();
+        let size = format!(
+            "{}{:.1}MB",
+            if exact { "" } else { "~" },
+            bytes as f64 / 1e6
+        );
         println!(
-            "{:<16} {:>6}Hz {:>7.0}ms {:<18} {:>6.1}MB  {}",
-            spec.name,
-            spec.sample_rate_hz,
-            spec.latency_ms,
-            spec.licence,
-            spec.size_bytes() as f64 / 1e6,
-            local
+            "{:<16} {:>6}Hz {:>9} {:<18} {:>8}  {}",
+            spec.name, spec.sample_rate_hz, latency, spec.licence, size, local
         );
     }
     println!(
@@ -70,7 +74,18 @@ fn fetch_model(name: &str, mirror: Option<String>, quiet: bool) -> Result<ExitCo
         FetchEvent::Progress { done_bytes, .. } => bar.set_position(done_bytes),
         FetchEvent::Verified { file } => {
             if !quiet {
-                bar.println(format!("{file}: sha256 verified"));
+                let what = match spec
+                    .files
+                    .iter()
+                    .find(|f| f.name == file)
+                    .map(|f| f.checksum)
+                {
+                    Some(Checksum::Sha256Prefix(p)) => {
+                        format!("sha256 starts with {p} as published upstream")
+                    }
+                    _ => "sha256 verified".to_string(),
+                };
+                bar.println(format!("{file}: {what}"));
             }
         }
     })
@@ -93,10 +108,17 @@ pub fn locate(args: &ModelArgs) -> Result<LocatedModel> {
 }
 
 /// Loads the model (so a broken file fails before any work starts) and returns a factory
-/// handing out that instance first and building one more per further channel.
+/// handing out that instance first and building one more per further channel. Offline
+/// models cannot stream and are refused.
 pub fn factory(
     located: LocatedModel,
 ) -> Result<impl Fn() -> Result<Box<dyn Separator>, ModelError>> {
+    if located.spec.kind.is_offline() {
+        return Err(ModelError::Offline {
+            name: located.spec.name.to_string(),
+        }
+        .into());
+    }
     let first = registry::build(&located)
         .with_context(|| format!("loading model {}", located.spec.name))?;
     let first = std::cell::RefCell::new(Some(first));

@@ -34,6 +34,15 @@ pub enum ModelError {
         searched: String,
         files: String,
     },
+    /// An offline model was asked to stream (live mode, the streaming pipeline).
+    #[error(
+        "{name} is an offline model (it needs the whole recording); use it with `nomusic \
+         separate`, or use deepfilternet3 for live"
+    )]
+    Offline { name: String },
+    /// An HTDemucs checkpoint could not be loaded or run.
+    #[error(transparent)]
+    Demucs(#[from] nomusic_htdemucs::Error),
     /// A download failed or produced the wrong bytes.
     #[error("download of {url} failed: {reason}")]
     Download { url: String, reason: String },

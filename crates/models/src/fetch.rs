@@ -1,8 +1,9 @@
-//! Downloads model files: resumable, verified by sha256, installed atomically.
+//! Downloads model files: resumable, verified by sha256 (the whole digest, or the prefix that
+//! demucs publishes), installed atomically.
 //!
 //! Files are downloaded into a staging directory `<cache>/<model>.partial/` as `<file>.part`;
 //! an interrupted download resumes with an HTTP range request. Each file is checked against
-//! the registry's size and sha256, and only when every file of the model is verified is the
+//! the registry's size (where it is known exactly) and checksum, and only when every file of the model is verified is the
 //! staging directory renamed to `<cache>/<model>/`. A model directory therefore either holds
 //! every verified file or does not exist: nothing is ever half-installed.
 
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::registry::{ModelFile, ModelSpec};
+use crate::registry::{FileSize, ModelFile, ModelSpec};
 use crate::ModelError;
 
 /// What a progress callback is told.
@@ -21,6 +22,7 @@ pub enum FetchEvent<'a> {
     /// A file starts (or resumes at `resumed_from` bytes).
     Start {
         file: &'a str,
+        /// The expected size (approximate where the registry does not know it exactly).
         total_bytes: u64,
         resumed_from: u64,
     },
@@ -106,25 +108,37 @@ pub fn fetch(
     Ok(final_dir)
 }
 
-/// Checks size and sha256 of a file on disk against the registry.
+/// Checks size (where known exactly) and sha256 of a file on disk against the registry.
 pub fn verify(path: &Path, file: &ModelFile) -> Result<(), String> {
     let len = fs::metadata(path)
         .map_err(|e| format!("{}: {e}", path.display()))?
         .len();
-    if len != file.size_bytes {
-        return Err(format!(
-            "{} has {len} bytes, expected {} (truncated or wrong file)",
-            file.name, file.size_bytes
-        ));
+    if let FileSize::Exact(size) = file.size {
+        if len != size {
+            return Err(format!(
+                "{} has {len} bytes, expected {size} (truncated or wrong file)",
+                file.name
+            ));
+        }
     }
     let got = sha256_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if got != file.sha256 {
+    if !file.checksum.matches(&got) {
         return Err(format!(
-            "{} has sha256 {got}, expected {} (corrupted download or a changed upstream file)",
-            file.name, file.sha256
+            "{} has sha256 {got}, expected {} (truncated or corrupted download, or a changed \
+             upstream file)",
+            file.name,
+            file.checksum.expected()
         ));
     }
     Ok(())
+}
+
+/// The most bytes a download may bring: the exact size, or four times an approximate one.
+fn max_bytes(file: &ModelFile) -> u64 {
+    match file.size {
+        FileSize::Exact(b) => b,
+        FileSize::About(b) => b.saturating_mul(4),
+    }
 }
 
 /// Lower-case hex sha256 of a file, read in blocks.
@@ -157,7 +171,7 @@ fn download(
         reason,
     };
     let mut have = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
-    if have > file.size_bytes {
+    if have > max_bytes(file) {
         fs::remove_file(part).map_err(|e| io_err(part, e))?;
         have = 0;
     }
@@ -179,13 +193,13 @@ fn download(
         .map_err(|e| io_err(part, e))?;
     progress(FetchEvent::Start {
         file: file.name,
-        total_bytes: file.size_bytes,
+        total_bytes: file.size.bytes(),
         resumed_from: have,
     });
     let mut reader = response
         .body_mut()
         .with_config()
-        .limit(file.size_bytes + 1)
+        .limit(max_bytes(file) + 1)
         .reader();
     let mut buf = vec![0u8; 1 << 16];
     let mut done = have;
@@ -197,7 +211,7 @@ fn download(
                 out.flush().map_err(|e| io_err(part, e))?;
                 return Err(dl_err(format!(
                     "connection lost after {done} of {} bytes ({e}); run the command again to resume",
-                    file.size_bytes
+                    file.size.bytes()
                 )));
             }
         };

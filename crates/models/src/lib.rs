@@ -1,5 +1,7 @@
-//! Separation models behind one streaming `Separator` trait, and the model registry.
+//! Separation models behind one streaming `Separator` trait, the offline HTDemucs models, and
+//! the model registry.
 
+pub mod demucs;
 pub mod dfn3;
 pub mod dtln;
 mod error;
@@ -9,4 +11,5 @@ pub mod registry;
 mod separator;
 
 pub use error::ModelError;
+pub use nomusic_htdemucs as htdemucs;
 pub use separator::Separator;

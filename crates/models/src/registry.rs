@@ -1,11 +1,15 @@
 //! The model registry: what models exist, where they come from, and where they are on disk.
 //!
-//! Every model is described once here (files with upstream URL, sha256 and size; rate, latency,
-//! licence). A model is found, in order, at an explicit `--model-path`, in `NOMUSIC_MODEL_DIR`
+//! Every model is described once here (files with upstream URL, checksum and size; rate,
+//! latency, licence). A model is found, in order, at an explicit `--model-path`, in `NOMUSIC_MODEL_DIR`
 //! (one or more directories, `:`-separated on Unix), or in the user cache directory where
 //! `nomusic models fetch` installs it. A directory holds each model in a sub-directory named
 //! after it (`<dir>/dtln/model_1.onnx`), which is also the layout of a checkout's
 //! `shared/models`.
+//!
+//! Two kinds of model live here: streaming models behind the [`Separator`] trait (built by
+//! [`build`]), and offline models (HTDemucs) that see whole recordings and run only in the file
+//! mode (loaded by [`load_htdemucs`]); [`build`] refuses those with a message saying so.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +18,51 @@ use crate::dtln::Dtln;
 use crate::gtcrn::Gtcrn;
 use crate::{ModelError, Separator};
 
+/// How a file's content is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checksum {
+    /// Lower-case hex sha256 of the exact bytes.
+    Sha256(&'static str),
+    /// The first hex digits of the sha256: all that some publishers give (demucs names its
+    /// release files `<signature>-<first 8 hex digits of sha256>.th`).
+    Sha256Prefix(&'static str),
+}
+
+impl Checksum {
+    /// Whether a full lower-case hex sha256 matches.
+    pub fn matches(&self, sha256_hex: &str) -> bool {
+        match self {
+            Checksum::Sha256(h) => sha256_hex == *h,
+            Checksum::Sha256Prefix(p) => sha256_hex.starts_with(p),
+        }
+    }
+
+    /// The expected value as shown to users (`abcd1234...` for a prefix).
+    pub fn expected(&self) -> String {
+        match self {
+            Checksum::Sha256(h) => h.to_string(),
+            Checksum::Sha256Prefix(p) => format!("{p}... (first {} hex digits)", p.len()),
+        }
+    }
+}
+
+/// A file's size, when the publisher states it exactly, or roughly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileSize {
+    /// Exactly this many bytes (checked by `fetch`).
+    Exact(u64),
+    /// About this many bytes (shown in listings, not checked).
+    About(u64),
+}
+
+impl FileSize {
+    pub fn bytes(&self) -> u64 {
+        match self {
+            FileSize::Exact(b) | FileSize::About(b) => *b,
+        }
+    }
+}
+
 /// One file of a model, as published upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModelFile {
@@ -21,10 +70,8 @@ pub struct ModelFile {
     pub name: &'static str,
     /// Where `nomusic models fetch` downloads it from.
     pub url: &'static str,
-    /// Lower-case hex sha256 of the exact bytes.
-    pub sha256: &'static str,
-    /// Size in bytes.
-    pub size_bytes: u64,
+    pub checksum: Checksum,
+    pub size: FileSize,
 }
 
 /// Which runner builds the model.
@@ -33,6 +80,19 @@ pub enum ModelKind {
     DeepFilterNet3,
     Dtln,
     Gtcrn,
+    /// HTDemucs (offline, whole recordings): one checkpoint, or a bag of one-hot models whose
+    /// files are listed in the order of `stems`.
+    HtDemucs {
+        /// The stem each file's model is kept for (empty: one model giving every stem).
+        stems: &'static [&'static str],
+    },
+}
+
+impl ModelKind {
+    /// Offline models see whole recordings; they cannot run live or hop by hop.
+    pub fn is_offline(&self) -> bool {
+        matches!(self, ModelKind::HtDemucs { .. })
+    }
 }
 
 /// A model nomusic can run.
@@ -46,21 +106,44 @@ pub struct ModelSpec {
     /// One line for `nomusic models`.
     pub description: &'static str,
     pub sample_rate_hz: u32,
-    /// Algorithmic latency (window plus look-ahead), in milliseconds.
-    pub latency_ms: f32,
+    /// Algorithmic latency (window plus look-ahead), in milliseconds; `None` for offline
+    /// models, which need the whole recording.
+    pub latency_ms: Option<f32>,
     pub licence: &'static str,
     pub files: &'static [ModelFile],
 }
 
 impl ModelSpec {
-    /// Total download size in bytes.
-    pub fn size_bytes(&self) -> u64 {
-        self.files.iter().map(|f| f.size_bytes).sum()
+    /// Total download size in bytes, and whether it is exact.
+    pub fn size_bytes(&self) -> (u64, bool) {
+        let total = self.files.iter().map(|f| f.size.bytes()).sum();
+        let exact = self
+            .files
+            .iter()
+            .all(|f| matches!(f.size, FileSize::Exact(_)));
+        (total, exact)
     }
 }
 
 /// The model used when none is named.
 pub const DEFAULT_MODEL: &str = "deepfilternet3";
+
+/// A demucs release file: published with only the first 8 hex digits of its sha256 (in its
+/// name) and no stated size. A checkpoint of the release configuration (made with random
+/// weights by tools/htdemucs) is 84,137,453 bytes, so the real files are about that.
+macro_rules! demucs_file {
+    ($name:literal, $sha_prefix:literal) => {
+        ModelFile {
+            name: $name,
+            url: concat!(
+                "https://dl.fbaipublicfiles.com/demucs/hybrid_transformer/",
+                $name
+            ),
+            checksum: Checksum::Sha256Prefix($sha_prefix),
+            size: FileSize::About(84_000_000),
+        }
+    };
+}
 
 static MODELS: &[ModelSpec] = &[
     ModelSpec {
@@ -69,13 +152,13 @@ static MODELS: &[ModelSpec] = &[
         kind: ModelKind::DeepFilterNet3,
         description: "DeepFilterNet3 full-band speech enhancement (ERB gains + deep filtering)",
         sample_rate_hz: 48_000,
-        latency_ms: 40.0,
+        latency_ms: Some(40.0),
         licence: "MIT OR Apache-2.0",
         files: &[ModelFile {
             name: "DeepFilterNet3_onnx.tar.gz",
             url: "https://github.com/Rikorose/DeepFilterNet/raw/main/models/DeepFilterNet3_onnx.tar.gz",
-            sha256: "c94d91f70911001c946e0fabb4aa9adc37045f45a03b56008cb0c8244cb63616",
-            size_bytes: 7_983_136,
+            checksum: Checksum::Sha256("c94d91f70911001c946e0fabb4aa9adc37045f45a03b56008cb0c8244cb63616"),
+            size: FileSize::Exact(7_983_136),
         }],
     },
     ModelSpec {
@@ -84,20 +167,20 @@ static MODELS: &[ModelSpec] = &[
         kind: ModelKind::Dtln,
         description: "DTLN two-stage LSTM speech enhancement",
         sample_rate_hz: 16_000,
-        latency_ms: 32.0,
+        latency_ms: Some(32.0),
         licence: "MIT",
         files: &[
             ModelFile {
                 name: "model_1.onnx",
                 url: "https://github.com/breizhn/DTLN/raw/master/pretrained_model/model_1.onnx",
-                sha256: "22b91cae3855e5a0620e66a917ca6c82c58db0e842c770f58d86751c5e8d4ae3",
-                size_bytes: 1_458_237,
+                checksum: Checksum::Sha256("22b91cae3855e5a0620e66a917ca6c82c58db0e842c770f58d86751c5e8d4ae3"),
+                size: FileSize::Exact(1_458_237),
             },
             ModelFile {
                 name: "model_2.onnx",
                 url: "https://github.com/breizhn/DTLN/raw/master/pretrained_model/model_2.onnx",
-                sha256: "e20c92f9233fccf29cddf86970d0d0161a03aebccc26d6f4d5639c4d5ec2e639",
-                size_bytes: 2_510_010,
+                checksum: Checksum::Sha256("e20c92f9233fccf29cddf86970d0d0161a03aebccc26d6f4d5639c4d5ec2e639"),
+                size: FileSize::Exact(2_510_010),
             },
         ],
     },
@@ -107,14 +190,41 @@ static MODELS: &[ModelSpec] = &[
         kind: ModelKind::Gtcrn,
         description: "GTCRN ultra-light streaming speech enhancement",
         sample_rate_hz: 16_000,
-        latency_ms: 32.0,
+        latency_ms: Some(32.0),
         licence: "MIT",
         files: &[ModelFile {
             name: "gtcrn.onnx",
             url: "https://github.com/Xiaobin-Rong/gtcrn/raw/main/stream/onnx_models/gtcrn.onnx",
-            sha256: "f648b02f2d7ff96ebcb0eec2219688a08ed12fe7e3d50f248605a90eba8cad17",
-            size_bytes: 352_084,
+            checksum: Checksum::Sha256("f648b02f2d7ff96ebcb0eec2219688a08ed12fe7e3d50f248605a90eba8cad17"),
+            size: FileSize::Exact(352_084),
         }],
+    },
+    ModelSpec {
+        name: "htdemucs",
+        aliases: &["demucs"],
+        kind: ModelKind::HtDemucs { stems: &[] },
+        description: "HTDemucs 4-stem music separation (offline; speech = vocals stem)",
+        sample_rate_hz: 44_100,
+        latency_ms: None,
+        licence: "MIT",
+        files: &[demucs_file!("955717e8-8726e21a.th", "8726e21a")],
+    },
+    ModelSpec {
+        name: "htdemucs_ft",
+        aliases: &["htdemucs-ft"],
+        kind: ModelKind::HtDemucs {
+            stems: &["drums", "bass", "other", "vocals"],
+        },
+        description: "HTDemucs fine-tuned, one model per stem (offline; speech loads only vocals)",
+        sample_rate_hz: 44_100,
+        latency_ms: None,
+        licence: "MIT",
+        files: &[
+            demucs_file!("f7e0c4bc-ba3fe64a.th", "ba3fe64a"),
+            demucs_file!("d12395a8-e57c48e6.th", "e57c48e6"),
+            demucs_file!("92cfc3b6-ef3bcb9c.th", "ef3bcb9c"),
+            demucs_file!("04573f0d-f3cf25b2.th", "f3cf25b2"),
+        ],
     },
 ];
 
@@ -232,7 +342,7 @@ pub fn locate_at(spec: &'static ModelSpec, path: &Path) -> Result<LocatedModel, 
                 spec.name,
                 spec.files
                     .iter()
-                    .map(|f| f.name)
+                    .map(|f| accepted_names(spec, f).join(" or "))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
@@ -265,10 +375,16 @@ pub fn locate_at(spec: &'static ModelSpec, path: &Path) -> Result<LocatedModel, 
     })
 }
 
-/// Builds a ready-to-run model from located files.
+/// Builds a ready-to-run streaming model from located files; offline models (HTDemucs) are
+/// refused with [`ModelError::Offline`] (see [`crate::demucs`] for those).
 pub fn build(located: &LocatedModel) -> Result<Box<dyn Separator>, ModelError> {
     let f = &located.files;
     Ok(match located.spec.kind {
+        ModelKind::HtDemucs { .. } => {
+            return Err(ModelError::Offline {
+                name: located.spec.name.to_string(),
+            })
+        }
         ModelKind::DeepFilterNet3 if f[0].is_dir() => Box::new(DeepFilterNet3::from_dir(&f[0])?),
         ModelKind::DeepFilterNet3 => Box::new(DeepFilterNet3::from_tarball(&f[0])?),
         ModelKind::Dtln => Box::new(Dtln::from_files(&f[0], &f[1])?),
@@ -277,11 +393,29 @@ pub fn build(located: &LocatedModel) -> Result<Box<dyn Separator>, ModelError> {
 }
 
 fn locate_in(spec: &'static ModelSpec, dir: &Path) -> Option<LocatedModel> {
-    let files: Vec<PathBuf> = spec.files.iter().map(|f| dir.join(f.name)).collect();
-    files
+    let files = spec
+        .files
         .iter()
-        .all(|p| p.is_file())
-        .then_some(LocatedModel { spec, files })
+        .map(|f| {
+            accepted_names(spec, f)
+                .into_iter()
+                .map(|n| dir.join(n))
+                .find(|p| p.is_file())
+        })
+        .collect::<Option<Vec<PathBuf>>>()?;
+    Some(LocatedModel { spec, files })
+}
+
+/// The names a file of `spec` may have on disk: its upstream name, and for HTDemucs also a
+/// safetensors conversion named after the model's signature (`955717e8.safetensors` for
+/// `955717e8-8726e21a.th`: the checksum part of the name describes the `.th` bytes only).
+pub fn accepted_names(spec: &ModelSpec, file: &ModelFile) -> Vec<String> {
+    let mut names = vec![file.name.to_string()];
+    if let ModelKind::HtDemucs { .. } = spec.kind {
+        let sig = file.name.split(['-', '.']).next().unwrap_or(file.name);
+        names.push(format!("{sig}.safetensors"));
+    }
+    names
 }
 
 fn default_cache_dir() -> PathBuf {
@@ -329,13 +463,69 @@ mod tests {
     }
 
     #[test]
-    fn every_file_has_a_sha256_and_url() {
+    fn every_file_has_a_checksum_and_url() {
         for m in all() {
             for f in m.files {
-                assert_eq!(f.sha256.len(), 64, "{}", f.name);
+                match f.checksum {
+                    Checksum::Sha256(h) => assert_eq!(h.len(), 64, "{}", f.name),
+                    // demucs: `<signature>-<sha256 prefix>.th`.
+                    Checksum::Sha256Prefix(p) => {
+                        assert_eq!(p.len(), 8, "{}", f.name);
+                        assert!(f.name.ends_with(&format!("-{p}.th")), "{}", f.name);
+                    }
+                }
                 assert!(f.url.starts_with("https://"), "{}", f.url);
+                assert!(f.url.ends_with(f.name), "{}", f.url);
             }
         }
+    }
+
+    #[test]
+    fn htdemucs_is_offline_and_refused_as_a_streaming_model() {
+        let spec = find("htdemucs").unwrap();
+        assert!(spec.kind.is_offline());
+        assert_eq!(spec.latency_ms, None);
+        let located = LocatedModel {
+            spec,
+            files: vec![PathBuf::from("955717e8-8726e21a.th")],
+        };
+        let msg = build(&located).err().unwrap().to_string();
+        assert!(
+            msg.contains("offline") && msg.contains("deepfilternet3"),
+            "{msg}"
+        );
+        let ft = find("htdemucs_ft").unwrap();
+        assert_eq!(ft.files.len(), 4);
+        assert!(ft.files[3].name.starts_with("04573f0d"));
+    }
+
+    #[test]
+    fn htdemucs_loads_from_the_model_dir_layout_or_safetensors() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = find("htdemucs").unwrap();
+        let sub = dir.path().join("htdemucs");
+        std::fs::create_dir_all(&sub).unwrap();
+        let dirs = ModelDirs {
+            search: vec![dir.path().to_path_buf()],
+            cache: PathBuf::from("/nonexistent/cache"),
+        };
+        assert!(dirs.locate(spec).is_err());
+        std::fs::write(sub.join("955717e8.safetensors"), b"x").unwrap();
+        assert_eq!(
+            dirs.locate(spec).unwrap().files,
+            [sub.join("955717e8.safetensors")]
+        );
+        std::fs::write(sub.join("955717e8-8726e21a.th"), b"x").unwrap();
+        assert_eq!(
+            dirs.locate(spec).unwrap().files,
+            [sub.join("955717e8-8726e21a.th")]
+        );
+        assert_eq!(
+            locate_at(spec, dir.path()).unwrap().files,
+            [sub.join("955717e8-8726e21a.th")]
+        );
+        let one = locate_at(spec, &sub.join("955717e8.safetensors")).unwrap();
+        assert_eq!(one.files, [sub.join("955717e8.safetensors")]);
     }
 
     #[test]
@@ -358,13 +548,14 @@ mod tests {
             search: vec![shared.clone()],
             cache: PathBuf::from("/nonexistent/cache"),
         };
-        for m in all() {
+        // The demucs checkpoints are too big for shared/models.
+        for m in all().iter().filter(|m| !m.kind.is_offline()) {
             let found = dirs.locate(m).unwrap();
             assert_eq!(found.files.len(), m.files.len());
             for (path, f) in found.files.iter().zip(m.files) {
                 assert_eq!(
-                    std::fs::metadata(path).unwrap().len(),
-                    f.size_bytes,
+                    FileSize::Exact(std::fs::metadata(path).unwrap().len()),
+                    f.size,
                     "{}",
                     f.name
                 );

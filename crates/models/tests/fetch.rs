@@ -1,5 +1,6 @@
-//! The downloader against a real HTTP server on loopback serving ../shared/models: complete,
-//! truncated, corrupted and resumed downloads. Nothing may ever be half-installed.
+//! The downloader against a real HTTP server on loopback serving ../shared/models (or a
+//! temporary folder): complete, truncated, corrupted and resumed downloads, by full sha256 and
+//! by the sha256 prefix that demucs publishes. Nothing may ever be half-installed.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -7,8 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use nomusic_models::fetch::{fetch, FetchEvent, Source};
-use nomusic_models::registry::{self, ModelDirs};
+use nomusic_models::fetch::{fetch, sha256_file, FetchEvent, Source};
+use nomusic_models::registry::{
+    self, Checksum, FileSize, ModelDirs, ModelFile, ModelKind, ModelSpec,
+};
 
 fn shared_models() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models")
@@ -25,6 +28,11 @@ struct Server {
 
 impl Server {
     fn start() -> Self {
+        Self::start_at(shared_models())
+    }
+
+    /// Serves `<root>/<model>/<file>`.
+    fn start_at(root: PathBuf) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let ranges_seen = Arc::new(Mutex::new(Vec::new()));
@@ -32,7 +40,8 @@ impl Server {
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let seen = seen.clone();
-                thread::spawn(move || serve(stream, &seen));
+                let root = root.clone();
+                thread::spawn(move || serve(stream, &seen, &root));
             }
         });
         Self { base, ranges_seen }
@@ -43,7 +52,7 @@ impl Server {
     }
 }
 
-fn serve(mut stream: TcpStream, seen: &Mutex<Vec<String>>) {
+fn serve(mut stream: TcpStream, seen: &Mutex<Vec<String>>, root: &Path) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut request_line = String::new();
     if reader.read_line(&mut request_line).is_err() {
@@ -72,7 +81,7 @@ fn serve(mut stream: TcpStream, seen: &Mutex<Vec<String>>) {
         parts.next().unwrap_or(""),
         parts.next().unwrap_or(""),
     );
-    let Ok(mut body) = std::fs::read(shared_models().join(model).join(file)) else {
+    let Ok(mut body) = std::fs::read(root.join(model).join(file)) else {
         let _ = stream
             .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         return;
@@ -155,7 +164,7 @@ fn truncated_download_is_rejected_then_resumed() {
     );
     let part = cache.path().join("gtcrn.partial/gtcrn.onnx.part");
     let have = std::fs::metadata(&part).unwrap().len();
-    assert!(have > 0 && have < spec.files[0].size_bytes);
+    assert!(have > 0 && have < spec.files[0].size.bytes());
 
     fetch(spec, cache.path(), &server.mirror("ok"), &mut no_progress()).unwrap();
     assert!(
@@ -237,4 +246,95 @@ fn unreachable_server_gives_a_clear_error() {
         "{msg}"
     );
     assert!(!cache.path().join("gtcrn").exists());
+}
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+/// A model published the demucs way (`<signature>-<first 8 hex digits of sha256>.th`, no
+/// exact size), its one file written under `root/demo/`.
+fn prefix_model(root: &Path) -> &'static ModelSpec {
+    let content: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    let dir = root.join("demo");
+    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = dir.join("content");
+    std::fs::write(&tmp, &content).unwrap();
+    let prefix = leak(sha256_file(&tmp).unwrap()[..8].to_string());
+    let name = leak(format!("abcd0123-{prefix}.th"));
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+    let files = Box::leak(Box::new([ModelFile {
+        name,
+        url: "https://example.invalid/never-used",
+        checksum: Checksum::Sha256Prefix(prefix),
+        size: FileSize::About(content.len() as u64),
+    }]));
+    Box::leak(Box::new(ModelSpec {
+        name: "demo",
+        aliases: &[],
+        kind: ModelKind::HtDemucs { stems: &[] },
+        description: "test",
+        sample_rate_hz: 44_100,
+        latency_ms: None,
+        licence: "MIT",
+        files,
+    }))
+}
+
+#[test]
+fn prefix_checksum_is_verified_and_a_cut_download_resumes() {
+    let root = tempfile::tempdir().unwrap();
+    let spec = prefix_model(root.path());
+    let server = Server::start_at(root.path().to_path_buf());
+    let file = spec.files[0].name;
+
+    // Right length, wrong bytes: rejected by the prefix, nothing kept.
+    let cache = tempfile::tempdir().unwrap();
+    let msg = fetch(
+        spec,
+        cache.path(),
+        &server.mirror("corrupt"),
+        &mut no_progress(),
+    )
+    .unwrap_err()
+    .to_string();
+    let Checksum::Sha256Prefix(prefix) = spec.files[0].checksum else {
+        unreachable!()
+    };
+    assert!(msg.contains("sha256") && msg.contains(prefix), "{msg}");
+    assert!(!cache.path().join("demo").exists());
+
+    // The size is not known exactly: a cut connection is caught by the server's length,
+    // then resumed.
+    let err = fetch(
+        spec,
+        cache.path(),
+        &server.mirror("truncate"),
+        &mut no_progress(),
+    );
+    assert!(err.is_err());
+    assert!(!cache.path().join("demo").exists());
+    let dir = fetch(spec, cache.path(), &server.mirror("ok"), &mut no_progress()).unwrap();
+    assert_eq!(
+        std::fs::read(dir.join(file)).unwrap(),
+        std::fs::read(root.path().join("demo").join(file)).unwrap()
+    );
+    assert!(!server.ranges_seen.lock().unwrap().is_empty(), "resumed");
+}
+
+#[test]
+fn htdemucs_fetch_checks_the_published_prefix() {
+    // Bytes that are not the release file, served under its name.
+    let root = tempfile::tempdir().unwrap();
+    let spec = registry::find("htdemucs").unwrap();
+    let dir = root.path().join("htdemucs");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(spec.files[0].name), b"not the release checkpoint").unwrap();
+    let server = Server::start_at(root.path().to_path_buf());
+    let cache = tempfile::tempdir().unwrap();
+    let msg = fetch(spec, cache.path(), &server.mirror("ok"), &mut no_progress())
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("8726e21a"), "{msg}");
+    assert!(!cache.path().join("htdemucs").exists());
 }
