@@ -231,6 +231,35 @@ fn live_matches_offline_through_pulseaudio() {
     let (ref_l, ref_r) = read_stereo_f32(&offline);
     assert_eq!(ref_l.len(), total_frames);
 
+    // Every bar must hold within one attempt; a second or third attempt only absorbs a stall of
+    // the shared 2-core VM (seen as one ~20 ms slip of the whole output), printed when it happens.
+    const ATTEMPTS: usize = 3;
+    for attempt in 1..=ATTEMPTS {
+        let sub = dir.join(format!("attempt-{attempt}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            live_vs_offline_attempt(&sub, &input, total_frames, &ref_l, &ref_r)
+        }));
+        match run {
+            Ok(()) => return,
+            Err(_) if attempt < ATTEMPTS => {
+                eprintln!("attempt {attempt} of {ATTEMPTS} failed (above); trying again")
+            }
+            Err(e) => std::panic::resume_unwind(e),
+        }
+    }
+}
+
+/// One live run of `input` through PulseAudio, checked against the offline result.
+fn live_vs_offline_attempt(
+    dir: &Path,
+    input: &Path,
+    total_frames: usize,
+    ref_l: &[f32],
+    ref_r: &[f32],
+) {
+    let nomusic = env!("CARGO_BIN_EXE_nomusic");
+    let models = model_dir();
     let pulse = Pulse::start(dir);
     // Something already plays into A (silence), as on a desktop: A is running before live starts
     // and stays running after the file, so the sink's start/stop is not part of the measurement.
@@ -272,7 +301,7 @@ fn live_matches_offline_through_pulseaudio() {
     let played = pulse
         .cmd("paplay")
         .args(["-d", "nm_a"])
-        .arg(&input)
+        .arg(input)
         .status()
         .unwrap();
     assert!(played.success());
@@ -309,7 +338,7 @@ fn live_matches_offline_through_pulseaudio() {
             s["correction_ppm"]
         );
     }
-    let (lag, strength) = best_lag(&rec_l, &ref_l);
+    let (lag, strength) = best_lag(&rec_l, ref_l);
     eprintln!("{log}\nlag {lag} frames, match {strength:.4}");
     assert!(
         rec_l.len() >= lag + ref_l.len(),
@@ -318,8 +347,8 @@ fn live_matches_offline_through_pulseaudio() {
         lag + ref_l.len()
     );
     let n = ref_l.len();
-    let (sdr_l, _) = si_sdr(&rec_l[lag..lag + n], &ref_l);
-    let (sdr_r, _) = si_sdr(&rec_r[lag..lag + n], &ref_r);
+    let (sdr_l, _) = si_sdr(&rec_l[lag..lag + n], ref_l);
+    let (sdr_r, _) = si_sdr(&rec_r[lag..lag + n], ref_r);
     eprintln!("SI-SDR live vs offline: left {sdr_l:.1} dB, right {sdr_r:.1} dB");
 
     // No gap, no repeated block: every 1 s window sits at the same lag.
