@@ -6,7 +6,7 @@
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{LayerNorm, Linear, VarBuilder};
 
-use crate::cpu::{self, attention::attention};
+use crate::cpu::{self, attention::attention, dense};
 use crate::layers::{gelu, GroupNorm, LayerScale};
 use crate::Result;
 
@@ -57,6 +57,32 @@ impl MultiheadAttention {
         })
     }
 
+    /// The same on host rows: `q: (B * Nq, C)`, `kv: (B * Nk, C)`.
+    fn forward_host(
+        &self,
+        q: &[f32],
+        kv: &[f32],
+        (b, nq, nk): (usize, usize, usize),
+    ) -> Result<Vec<f32>> {
+        let c = q.len() / (b * nq).max(1);
+        let scale = 1.0 / ((c / self.heads) as f32).sqrt();
+        let (qp, kp, vp) = (
+            linear_host(&self.q, q)?,
+            linear_host(&self.k, kv)?,
+            linear_host(&self.v, kv)?,
+        );
+        let mut out = Vec::with_capacity(b * nq * c);
+        for i in 0..b {
+            let (qi, ki, vi) = (
+                &qp[i * nq * c..][..nq * c],
+                &kp[i * nk * c..][..nk * c],
+                &vp[i * nk * c..][..nk * c],
+            );
+            out.extend(attention(qi, ki, vi, (nq, nk, c), self.heads, scale));
+        }
+        linear_host(&self.out, &out)
+    }
+
     /// `q: (B, Nq, C)`, `kv: (B, Nk, C)` -> `(B, Nq, C)`
     fn forward(&self, q: &Tensor, kv: &Tensor) -> Result<Tensor> {
         let (b, nq, c) = q.dims3()?;
@@ -68,22 +94,6 @@ impl MultiheadAttention {
                 .contiguous()?)
         };
         let scale = 1.0 / (hd as f64).sqrt();
-        if cpu::fast(q) && cpu::fast(kv) {
-            let (qp, kp, vp) = (self.q.forward(q)?, self.k.forward(kv)?, self.v.forward(kv)?);
-            let out = cpu::with_all([&qp, &kp, &vp], |[qd, kd, vd]| {
-                let items = qd
-                    .chunks(nq * c)
-                    .zip(kd.chunks(nk * c))
-                    .zip(vd.chunks(nk * c));
-                let outs: Vec<Vec<f32>> = items
-                    .map(|((qi, ki), vi)| {
-                        attention(qi, ki, vi, (nq, nk, c), self.heads, scale as f32)
-                    })
-                    .collect();
-                outs.concat()
-            })?;
-            return Ok(self.out.forward(&cpu::tensor(out, (b, nq, c))?)?);
-        }
         let qh = split((self.q.forward(q)? * scale)?, nq)?;
         let kh = split(self.k.forward(kv)?, nk)?;
         let vh = split(self.v.forward(kv)?, nk)?;
@@ -121,10 +131,52 @@ impl FeedForward {
         })
     }
 
+    fn forward_host(&self, x: &[f32]) -> Result<Vec<f32>> {
+        let mut h = linear_host(&self.linear1, x)?;
+        if self.gelu {
+            cpu::gelu_inplace(&mut h);
+        } else {
+            h.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+        linear_host(&self.linear2, &h)
+    }
+
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = self.linear1.forward(x)?;
         let h = if self.gelu { gelu(&h)? } else { h.relu()? };
         Ok(self.linear2.forward(&h)?)
+    }
+}
+
+/// `nn.Linear` on host rows `(N, in)`.
+fn linear_host(l: &Linear, x: &[f32]) -> Result<Vec<f32>> {
+    let cin = l.weight().dim(1)?;
+    match l.bias() {
+        Some(bias) => cpu::with_all([l.weight(), bias], |[w, b]| {
+            dense::linear(x, w, Some(b), cin)
+        }),
+        None => cpu::with_data(l.weight(), |w| dense::linear(x, w, None, cin)),
+    }
+}
+
+/// `nn.LayerNorm` on host rows.
+fn layer_norm_host(n: &LayerNorm, x: &[f32]) -> Result<Vec<f32>> {
+    match n.bias() {
+        Some(bias) if n.remove_mean() => cpu::with_all([n.weight(), bias], |[w, b]| {
+            dense::layer_norm(x, w, b, n.eps() as f32)
+        }),
+        _ => Err(candle_core::Error::Msg("LayerNorm without bias on the CPU path".into()).into()),
+    }
+}
+
+/// `x += gamma * y` (LayerScale'd residual) on host rows.
+fn add_scaled_host(x: &mut [f32], y: &[f32], gamma: &Option<LayerScale>, c: usize) -> Result<()> {
+    match gamma {
+        Some(g) => cpu::with_data(g.scale(), |s| dense::add_scaled(x, y, Some(s), c)),
+        None => {
+            dense::add_scaled(x, y, None, c);
+            Ok(())
+        }
     }
 }
 
@@ -179,8 +231,36 @@ impl Layer {
         })
     }
 
+    /// The pre-norm layer on the CPU: host buffers from input to output, one pass per
+    /// step outside the matrix products.
+    fn forward_cpu(&self, x: &Tensor, kv: Option<&Tensor>) -> Result<Tensor> {
+        let (b, n, c) = x.dims3()?;
+        let mut xd = cpu::to_vec(x)?;
+        let q = layer_norm_host(&self.norm1, &xd)?;
+        let a = match kv {
+            Some(kv) if self.norm3.is_some() => {
+                let kvn = layer_norm_host(&self.norm2, &cpu::to_vec(kv)?)?;
+                self.attn.forward_host(&q, &kvn, (b, n, kv.dim(1)?))?
+            }
+            _ => self.attn.forward_host(&q, &q, (b, n, n))?,
+        };
+        drop(q);
+        add_scaled_host(&mut xd, &a, &self.gamma_1, c)?;
+        let ff_norm = self.norm3.as_ref().unwrap_or(&self.norm2);
+        let f = self.ff.forward_host(&layer_norm_host(ff_norm, &xd)?)?;
+        add_scaled_host(&mut xd, &f, &self.gamma_2, c)?;
+        let y = cpu::tensor(xd, (b, n, c))?;
+        match &self.norm_out {
+            Some(norm) => norm.forward(&y),
+            None => Ok(y),
+        }
+    }
+
     /// Self-attention when `kv` is `None`, else cross-attention to `kv`.
     fn forward(&self, x: &Tensor, kv: Option<&Tensor>) -> Result<Tensor> {
+        if self.norm_first && cpu::fast(x) && kv.is_none_or(cpu::fast) {
+            return self.forward_cpu(x, kv);
+        }
         let cross = self.norm3.is_some();
         if self.norm_first {
             let q = self.norm1.forward(x)?;

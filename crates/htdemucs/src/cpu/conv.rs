@@ -1,9 +1,9 @@
 //! Convolutions of one batch item as matrix products in the native layout (`(C, L)` for
 //! time, `(C, F, T)` for the frequency branch), without permutes:
 //!
-//! * stride 1 (time convolutions, the 3x3 `rewrite`): one product per kernel tap over a
-//!   zero-padded copy of the input, the tap being an offset into the flattened buffer
-//!   (for 2-d kernels the output keeps the padded row width and is compacted afterwards);
+//! * stride 1 (time convolutions, the 3x3 `rewrite`): im2col in blocks of output frames /
+//!   rows, each column row a shifted copy of an input row, one product per block (1x1
+//!   convolutions: one product, no copy);
 //! * stride `S` along frequency (`(K, 1)` kernels) or time: im2col of whole `T`-long rows
 //!   (plain copies) in blocks of output rows, one product per block;
 //! * transposed, stride `S`: columns `W^T x` per block of input rows, overlap-added.
@@ -13,8 +13,9 @@
 
 use super::gemm::{matmul, MatRef, Threads};
 
-/// Floats of im2col / column buffer per block (16 MiB).
-const BLOCK_FLOATS: usize = 1 << 22;
+/// Floats of im2col / column buffer per block (4 MiB; tiny in unit tests, so that they
+/// cover the block edges).
+const BLOCK_FLOATS: usize = if cfg!(test) { 50 } else { 1 << 20 };
 
 /// `bias[i]` repeated `row_len` times for each `i`: an output initialised to its bias.
 pub(crate) fn bias_rows(bias: &[f32], row_len: usize) -> Vec<f32> {
@@ -50,21 +51,51 @@ pub(crate) fn conv1d_s1(
         &padded
     };
     let mut y = bias_rows(bias, lo);
-    for tap in 0..k {
-        let a = MatRef {
-            data: w,
-            offset: tap,
-            rs: c * k,
-            cs: k,
-        };
-        let b = MatRef::rows(xp, tap * dilation, lp);
-        matmul((co, lo, c), a, b, &mut y, 0, lo, true, Threads::All);
+    if k == 1 {
+        let b = MatRef::rows(xp, 0, lp);
+        matmul(
+            (co, lo, c),
+            MatRef::rows(w, 0, c),
+            b,
+            &mut y,
+            0,
+            lo,
+            true,
+            Threads::All,
+        );
+        return (y, lo);
+    }
+    // im2col in blocks of output frames: cols[(ci, tap), j] = xp[ci, t0 + j + tap * D].
+    let ck = c * k;
+    let block = (BLOCK_FLOATS / ck).clamp(1, lo);
+    let mut cols = vec![0f32; ck * block];
+    for t0 in (0..lo).step_by(block) {
+        let nb = block.min(lo - t0);
+        for ci in 0..c {
+            for tap in 0..k {
+                let src = &xp[ci * lp + t0 + tap * dilation..][..nb];
+                cols[(ci * k + tap) * nb..][..nb].copy_from_slice(src);
+            }
+        }
+        let b = MatRef::rows(&cols, 0, nb);
+        matmul(
+            (co, nb, ck),
+            MatRef::rows(w, 0, ck),
+            b,
+            &mut y,
+            t0,
+            lo,
+            true,
+            Threads::All,
+        );
     }
     (y, lo)
 }
 
 /// `Conv2d` with a square `K x K` kernel, stride 1 and padding `P` on `x: (C, F, T)`,
-/// `w: (C', C, K, K)`: returns `(C', F', T')`.
+/// `w: (C', C, K, K)`: returns `(C', F', T')`. im2col in blocks of output rows (each
+/// column row a shifted copy of an input row), so the output is written once by a
+/// product with `C * K * K` terms instead of `K * K` times by products with `C` terms.
 pub(crate) fn conv2d_s1(
     x: &[f32],
     (c, f, t): (usize, usize, usize),
@@ -74,42 +105,50 @@ pub(crate) fn conv2d_s1(
     padding: usize,
 ) -> (Vec<f32>, usize, usize) {
     let co = bias.len();
-    let (fp, tp) = (f + 2 * padding, t + 2 * padding);
-    let (fo, to) = (fp + 1 - k, tp + 1 - k);
-    let mut xp = vec![0f32; c * fp * tp];
-    for (ci, plane) in xp.chunks_mut(fp * tp).enumerate() {
-        for fi in 0..f {
-            let src = &x[(ci * f + fi) * t..][..t];
-            plane[(fi + padding) * tp + padding..][..t].copy_from_slice(src);
+    let (fo, to) = (f + 2 * padding + 1 - k, t + 2 * padding + 1 - k);
+    let ckk = c * k * k;
+    let mut y = bias_rows(bias, fo * to);
+    let block = (BLOCK_FLOATS / (ckk * to)).clamp(1, fo);
+    let mut cols = vec![0f32; ckk * block * to];
+    for f0 in (0..fo).step_by(block) {
+        let nb = block.min(fo - f0);
+        let width = nb * to;
+        // cols[(ci, kf, kt), (j, tt)] = x[ci, f0 + j + kf - P, tt + kt - P]
+        for ci in 0..c {
+            for kf in 0..k {
+                for kt in 0..k {
+                    let dst_row = &mut cols[((ci * k + kf) * k + kt) * width..][..width];
+                    for j in 0..nb {
+                        let dst = &mut dst_row[j * to..][..to];
+                        let fi = (f0 + j + kf) as isize - padding as isize;
+                        if fi < 0 || fi as usize >= f {
+                            dst.fill(0.0);
+                            continue;
+                        }
+                        let src = &x[(ci * f + fi as usize) * t..][..t];
+                        // dst[tt] = src[tt + kt - P] where that index is inside the row.
+                        let lo = padding.saturating_sub(kt).min(to);
+                        let hi = (t + padding).saturating_sub(kt).clamp(lo, to);
+                        dst[..lo].fill(0.0);
+                        dst[hi..].fill(0.0);
+                        dst[lo..hi].copy_from_slice(&src[lo + kt - padding..hi + kt - padding]);
+                    }
+                }
+            }
         }
+        let a = MatRef::rows(w, 0, ckk);
+        let b = MatRef::rows(&cols, 0, width);
+        matmul(
+            (co, width, ckk),
+            a,
+            b,
+            &mut y,
+            f0 * to,
+            fo * to,
+            true,
+            Threads::All,
+        );
     }
-    // Output rows keep the padded width `tp`; columns `to..tp` of each row are junk.
-    let row = fo * tp;
-    let n = (fo - 1) * tp + to;
-    let mut y = bias_rows(bias, row);
-    for kf in 0..k {
-        for kt in 0..k {
-            let a = MatRef {
-                data: w,
-                offset: kf * k + kt,
-                rs: c * k * k,
-                cs: k * k,
-            };
-            let b = MatRef::rows(&xp, kf * tp + kt, fp * tp);
-            matmul((co, n, c), a, b, &mut y, 0, row, true, Threads::All);
-        }
-    }
-    drop(xp);
-    // Compact in place: every row moves left or stays.
-    let mut dst = 0;
-    for o in 0..co {
-        for fi in 0..fo {
-            let src = o * row + fi * tp;
-            y.copy_within(src..src + to, dst);
-            dst += to;
-        }
-    }
-    y.truncate(co * fo * to);
     (y, fo, to)
 }
 

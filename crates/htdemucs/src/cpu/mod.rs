@@ -10,6 +10,7 @@
 
 pub(crate) mod attention;
 pub(crate) mod conv;
+pub(crate) mod dense;
 pub(crate) mod gemm;
 
 use candle_core::{CpuStorage, DType, Device, Shape, Storage, Tensor};
@@ -166,11 +167,16 @@ impl Kernel for GeluSlice<'_> {
     }
 }
 
+/// GELU in place.
+pub(crate) fn gelu_inplace(data: &mut [f32]) {
+    data.par_chunks_mut(PAR_CHUNK)
+        .for_each(|c| simd(GeluSlice(c)));
+}
+
 /// GELU of a tensor.
 pub(crate) fn gelu_tensor(x: &Tensor) -> Result<Tensor> {
     let mut data = to_vec(x)?;
-    data.par_chunks_mut(PAR_CHUNK)
-        .for_each(|c| simd(GeluSlice(c)));
+    gelu_inplace(&mut data);
     tensor(data, x.shape())
 }
 
