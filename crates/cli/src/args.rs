@@ -121,6 +121,9 @@ pub struct ModelArgs {
 pub enum Stem {
     Speech,
     Music,
+    /// Speech, music and every stem of an htdemucs model (NAME.drums.wav, NAME.bass.wav,
+    /// NAME.other.wav, NAME.vocals.wav).
+    All,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -143,6 +146,10 @@ pub struct SeparateArgs {
     /// Stems to write.
     #[arg(long, value_delimiter = ',', default_value = "speech")]
     pub stems: Vec<Stem>,
+    /// htdemucs models: average this many passes with random time shifts of up to 0.5 s
+    /// (each costs a full pass; 0 = one pass without shift) [default: 1, as demucs]
+    #[arg(long, value_name = "N")]
+    pub shifts: Option<usize>,
     /// Keep the music at this level in the speech output instead of removing it, e.g. -15dB.
     #[arg(long, value_name = "DB", allow_hyphen_values = true, value_parser = parse_gain_db)]
     pub music_gain: Option<f32>,

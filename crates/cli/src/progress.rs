@@ -43,8 +43,14 @@ impl FileBar {
             .frames_total
             .map(|t| format!(" / {}", clock(t as f64 / rate)))
             .unwrap_or_default();
-        self.bar
-            .set_message(format!("{}{total}  {speed:.1}x real time", clock(done_s)));
+        let segments = p
+            .segments
+            .map(|(done, all)| format!("  segment {done}/{all}"))
+            .unwrap_or_default();
+        self.bar.set_message(format!(
+            "{}{total}{segments}  {speed:.1}x real time",
+            clock(done_s)
+        ));
     }
 
     pub fn finish(&self) {

@@ -1,4 +1,6 @@
-//! `nomusic separate`: many inputs, one clear line per failure, the others go on.
+//! `nomusic separate`: many inputs, one clear line per failure, the others go on. Streaming
+//! models run through `nomusic_engine::separate_file`, offline ones (HTDemucs) through
+//! `nomusic_engine::separate_file_offline`; both take the same outputs and options.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,7 +9,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use nomusic_audio_io::{OutputFormat, SampleFormat};
-use nomusic_engine::{separate_file, EngineError, FileJob, MixOptions};
+use nomusic_engine::{separate_file, separate_file_offline, EngineError, FileJob, MixOptions};
+use nomusic_models::demucs::{self, DemucsPass};
+use nomusic_models::htdemucs::SeparateOptions;
 
 use crate::args::{Format, SeparateArgs, Stem};
 use crate::models_cmd;
@@ -17,9 +21,40 @@ pub fn run(args: SeparateArgs) -> Result<ExitCode> {
     let inputs = expand_inputs(&args.inputs)?;
     let located = models_cmd::locate(&args.model)?;
     let model_name = located.spec.name;
-    let factory = models_cmd::factory(located)?;
-    let want_speech = args.stems.contains(&Stem::Speech);
-    let want_music = args.stems.contains(&Stem::Music);
+    let offline = located.spec.kind.is_offline();
+    let all_stems = args.stems.contains(&Stem::All);
+    let want_speech = all_stems || args.stems.contains(&Stem::Speech);
+    let want_music = all_stems || args.stems.contains(&Stem::Music);
+    if !offline && all_stems {
+        bail!("--stems all needs an htdemucs model (--model htdemucs or htdemucs_ft); {model_name} gives only speech and music");
+    }
+    if !offline && args.shifts.is_some() {
+        bail!("--shifts applies to htdemucs models only");
+    }
+    let mut factory = None;
+    let mut passes: Vec<DemucsPass> = Vec::new();
+    let mut stem_names: Vec<String> = Vec::new();
+    if offline {
+        passes = demucs::passes(&located, all_stems)?;
+        // Load the first model once here, so that a broken checkpoint stops before any input.
+        let first =
+            demucs::load(&passes[0]).with_context(|| format!("loading model {model_name}"))?;
+        if all_stems {
+            stem_names = match passes[0].stem {
+                None => first.sources().to_vec(),
+                Some(_) => passes
+                    .iter()
+                    .filter_map(|p| p.stem.map(String::from))
+                    .collect(),
+            };
+        }
+    } else {
+        factory = Some(models_cmd::factory(located)?);
+    }
+    let demucs_options = SeparateOptions {
+        shifts: args.shifts.unwrap_or(1),
+        ..Default::default()
+    };
     let format_kind = output_format_kind(&args);
     let format = output_format(format_kind, args.bits)?;
     let ext = match format_kind {
@@ -37,13 +72,14 @@ pub fn run(args: SeparateArgs) -> Result<ExitCode> {
 
     let mut failed = 0usize;
     for input in &inputs {
-        let (speech_out, music_out) = match output_paths(
+        let (speech_out, music_out, stems_out) = match output_paths(
             &args,
             input,
             out_dir.as_deref(),
             ext,
             want_speech,
             want_music,
+            &stem_names,
         ) {
             Ok(p) => p,
             Err(e) => {
@@ -55,6 +91,7 @@ pub fn run(args: SeparateArgs) -> Result<ExitCode> {
         if let Some(parent) = speech_out
             .iter()
             .chain(music_out.iter())
+            .chain(stems_out.iter().map(|(_, p)| p))
             .filter_map(|p| p.parent())
             .next()
         {
@@ -81,6 +118,7 @@ pub fn run(args: SeparateArgs) -> Result<ExitCode> {
             },
             output_rate_hz: args.sample_rate,
             mono: args.mono,
+            stems_out,
         };
         let label = input.file_name().map_or_else(
             || input.display().to_string(),
@@ -88,7 +126,16 @@ pub fn run(args: SeparateArgs) -> Result<ExitCode> {
         );
         let bar = FileBar::new(&label, args.quiet || args.json);
         // A fresh model state per file; the factory hands out the preloaded instance first.
-        let result = separate_file(&job, &factory, &mut |p| bar.update(p), &cancel);
+        let result = match &factory {
+            Some(factory) => separate_file(&job, factory, &mut |p| bar.update(p), &cancel),
+            None => separate_file_offline(
+                &job,
+                &passes,
+                &demucs_options,
+                &mut |p| bar.update(p),
+                &cancel,
+            ),
+        };
         bar.finish();
         match result {
             Ok(report) => {
@@ -97,6 +144,14 @@ pub fn run(args: SeparateArgs) -> Result<ExitCode> {
                     v["model"] = model_name.into();
                     println!("{v}");
                 } else if !args.quiet {
+                    if report.input_channels > 2 && report.channels == 1 && !args.mono {
+                        eprintln!(
+                            "note: {}: {} channels mixed down to mono for {model_name} (a \
+                             stereo model; where the dialogue channel is, is not known)",
+                            input.display(),
+                            report.input_channels
+                        );
+                    }
                     for out in &report.outputs {
                         eprintln!(
                             "{} -> {} ({:.1} s, {:.2}x real time)",
@@ -193,6 +248,9 @@ fn output_dir(args: &SeparateArgs, n_inputs: usize) -> Result<Option<PathBuf>> {
     Ok(None)
 }
 
+/// Speech, music and further stems (`NAME.drums.wav`, ...) of one input.
+type OutputPaths = (Option<PathBuf>, Option<PathBuf>, Vec<(String, PathBuf)>);
+
 fn output_paths(
     args: &SeparateArgs,
     input: &Path,
@@ -200,24 +258,37 @@ fn output_paths(
     ext: &str,
     speech: bool,
     music: bool,
-) -> Result<(Option<PathBuf>, Option<PathBuf>)> {
+    stems: &[String],
+) -> Result<OutputPaths> {
     let stem = input
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "output".into());
     let named = |dir: &Path, what: &str| dir.join(format!("{stem}.{what}.{ext}"));
-    let (s, m) = match (out_dir, &args.output) {
-        (Some(dir), _) => (named(dir, "speech"), named(dir, "music")),
+    let (s, m, stems) = match (out_dir, &args.output) {
+        (Some(dir), _) => (
+            named(dir, "speech"),
+            named(dir, "music"),
+            stems.iter().map(|n| (n.clone(), named(dir, n))).collect(),
+        ),
         (None, Some(file)) => {
-            // One input, -o names the speech file; the music goes beside it.
+            // One input, -o names the speech file; the music and stems go beside it.
             let base = file.with_extension("");
-            let music = PathBuf::from(format!("{}.music.{ext}", base.display()));
-            (file.clone(), music)
+            let beside = |what: &str| PathBuf::from(format!("{}.{what}.{ext}", base.display()));
+            (
+                file.clone(),
+                beside("music"),
+                stems.iter().map(|n| (n.clone(), beside(n))).collect(),
+            )
         }
         (None, None) => {
             let dir = input.parent().unwrap_or(Path::new("."));
-            (named(dir, "speech"), named(dir, "music"))
+            (
+                named(dir, "speech"),
+                named(dir, "music"),
+                stems.iter().map(|n| (n.clone(), named(dir, n))).collect(),
+            )
         }
     };
-    Ok((speech.then_some(s), music.then_some(m)))
+    Ok((speech.then_some(s), music.then_some(m), stems))
 }

@@ -70,7 +70,7 @@ fn models_lists_every_model_with_its_location() {
     let out = nomusic(&["models"]);
     ok(&out);
     let text = String::from_utf8_lossy(&out.stdout);
-    for name in ["deepfilternet3", "dtln", "gtcrn"] {
+    for name in ["deepfilternet3", "dtln", "gtcrn", "htdemucs", "htdemucs_ft"] {
         assert!(text.contains(name), "{text}");
     }
     assert!(text.contains("shared/models"), "{text}");
@@ -365,4 +365,194 @@ fn ctrl_c_leaves_no_partial_output() {
     );
     let left: Vec<_> = std::fs::read_dir(&outdir).unwrap().collect();
     assert!(left.is_empty(), "nothing may be left behind: {left:?}");
+}
+
+// HTDemucs through the CLI, on the tiny random-weight checkpoint the htdemucs crate tests with
+// (the release checkpoints are not in the repository; see `nomusic models fetch htdemucs`).
+
+fn tiny_demucs() -> PathBuf {
+    repo().join("crates/htdemucs/tests/data/tiny.safetensors")
+}
+
+/// A float WAV of `frames` frames: two tones and a little noise-like ripple per channel.
+fn write_wav(path: &Path, rate: u32, channels: u16, frames: usize) {
+    let spec = hound::WavSpec {
+        channels,
+        sample_rate: rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..frames {
+        let t = i as f32 / rate as f32;
+        for c in 0..channels {
+            let v = 0.3 * (2.0 * std::f32::consts::PI * (220.0 + 110.0 * c as f32) * t).sin()
+                + 0.1 * (2.0 * std::f32::consts::PI * 1234.0 * t).sin()
+                + 0.02 * ((i * 7919 + c as usize * 104_729) % 1000) as f32 / 1000.0;
+            w.write_sample(v).unwrap();
+        }
+    }
+    w.finalize().unwrap();
+}
+
+#[test]
+fn htdemucs_mono_16k_in_mono_16k_out_and_speech_plus_music_is_the_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("talk.wav");
+    write_wav(&input, 16_000, 1, 12_345);
+    let out = nomusic(&[
+        "separate",
+        s(&input),
+        "-o",
+        s(&tmp.path().join("out/")),
+        "--model",
+        "htdemucs",
+        "--model-path",
+        s(&tiny_demucs()),
+        "--stems",
+        "speech,music",
+        "--shifts",
+        "0",
+        "--bits",
+        "32",
+        "--json",
+    ]);
+    ok(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["model"], "htdemucs");
+    let (_, mix) = read_all(&input).unwrap();
+    let (info, speech) = read_all(&tmp.path().join("out/talk.speech.wav")).unwrap();
+    let (_, music) = read_all(&tmp.path().join("out/talk.music.wav")).unwrap();
+    assert_eq!((info.sample_rate_hz, info.channels), (16_000, 1));
+    assert_eq!(speech[0].len(), mix[0].len());
+    assert_eq!(music[0].len(), mix[0].len());
+    assert!(
+        speech[0].iter().any(|v| v.abs() > 1e-4),
+        "speech is not silent"
+    );
+    for i in 0..mix[0].len() {
+        assert!(
+            (speech[0][i] + music[0][i] - mix[0][i]).abs() < 1e-5,
+            "sample {i}"
+        );
+    }
+}
+
+#[test]
+fn htdemucs_stems_all_writes_the_four_stems_beside_speech_and_music() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("song.wav");
+    write_wav(&input, 44_100, 2, 20_000);
+    let out = nomusic(&[
+        "separate",
+        s(&input),
+        "--model",
+        "htdemucs",
+        "--model-path",
+        s(&tiny_demucs()),
+        "--stems",
+        "all",
+        "--shifts",
+        "0",
+        "-q",
+    ]);
+    ok(&out);
+    let mut lens = Vec::new();
+    for stem in ["speech", "music", "drums", "bass", "other", "vocals"] {
+        let (info, audio) = read_all(&tmp.path().join(format!("song.{stem}.wav"))).unwrap();
+        assert_eq!(info.channels, 2, "{stem}");
+        lens.push(audio[0].len());
+    }
+    assert!(lens.iter().all(|&n| n == 20_000), "{lens:?}");
+    let (_, speech) = read_all(&tmp.path().join("song.speech.wav")).unwrap();
+    let (_, vocals) = read_all(&tmp.path().join("song.vocals.wav")).unwrap();
+    assert_eq!(speech, vocals, "the speech is the vocals stem");
+}
+
+#[test]
+fn htdemucs_ft_loads_each_stem_model_from_the_model_dir_layout() {
+    let tmp = tempfile::tempdir().unwrap();
+    // NOMUSIC_MODEL_DIR layout, safetensors conversions named after each model's signature.
+    let dir = tmp.path().join("models/htdemucs_ft");
+    std::fs::create_dir_all(&dir).unwrap();
+    for sig in ["f7e0c4bc", "d12395a8", "92cfc3b6", "04573f0d"] {
+        std::fs::copy(tiny_demucs(), dir.join(format!("{sig}.safetensors"))).unwrap();
+    }
+    let input = tmp.path().join("clip.wav");
+    write_wav(&input, 22_050, 2, 6_000);
+    let out = Command::new(env!("CARGO_BIN_EXE_nomusic"))
+        .args(["separate", s(&input), "-m", "htdemucs_ft", "--stems", "all"])
+        .args(["--shifts", "0", "-q"])
+        .env("NOMUSIC_MODEL_DIR", tmp.path().join("models"))
+        .env("XDG_CACHE_HOME", tmp.path())
+        .output()
+        .unwrap();
+    ok(&out);
+    for stem in ["speech", "music", "drums", "bass", "other", "vocals"] {
+        let (info, audio) = read_all(&tmp.path().join(format!("clip.{stem}.wav"))).unwrap();
+        assert_eq!(
+            (info.sample_rate_hz, audio[0].len()),
+            (22_050, 6_000),
+            "{stem}"
+        );
+    }
+}
+
+#[test]
+fn htdemucs_truncated_checkpoint_fails_naming_the_problem() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(tiny_demucs()).unwrap();
+    let cut = tmp.path().join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
+    let input = tmp.path().join("x.wav");
+    write_wav(&input, 16_000, 1, 4_000);
+    let out = nomusic(&[
+        "separate",
+        s(&input),
+        "--model",
+        "htdemucs",
+        "--model-path",
+        s(&cut),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("truncated") && err.contains("cut.safetensors"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("x.speech.wav").exists());
+    // A release name whose checksum part does not match the content.
+    let wrong = tmp.path().join("955717e8-8726e21a.th");
+    std::fs::copy(tiny_demucs(), &wrong).unwrap();
+    let out = nomusic(&[
+        "separate",
+        s(&input),
+        "-m",
+        "htdemucs",
+        "--model-path",
+        s(&wrong),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("wrong signature") && err.contains("8726e21a"),
+        "{err}"
+    );
+}
+
+#[test]
+fn live_refuses_an_offline_model() {
+    let out = nomusic(&[
+        "live",
+        "--model",
+        "htdemucs",
+        "--model-path",
+        s(&tiny_demucs()),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("htdemucs is an offline model") && err.contains("deepfilternet3 for live"),
+        "{err}"
+    );
 }

@@ -15,7 +15,7 @@ use crate::stream::{MixOptions, ModelFactory, StreamSeparator};
 use crate::EngineError;
 
 /// Frames decoded per step.
-const READ_FRAMES: usize = 16_384;
+pub(crate) const READ_FRAMES: usize = 16_384;
 
 /// One file to separate.
 #[derive(Debug, Clone)]
@@ -31,6 +31,8 @@ pub struct FileJob {
     pub output_rate_hz: Option<u32>,
     /// Downmix to mono (before processing, which halves the work for stereo).
     pub mono: bool,
+    /// Further stems by name (e.g. "drums"), for models that give them (HTDemucs).
+    pub stems_out: Vec<(String, PathBuf)>,
 }
 
 /// Where a file job is.
@@ -41,6 +43,8 @@ pub struct Progress {
     /// Input length in frames, when the container says.
     pub frames_total: Option<u64>,
     pub sample_rate_hz: u32,
+    /// Model segments done and in all, for offline models that work in segments.
+    pub segments: Option<(usize, usize)>,
 }
 
 /// What a finished file job did.
@@ -50,7 +54,10 @@ pub struct FileReport {
     pub outputs: Vec<PathBuf>,
     pub sample_rate_hz: u32,
     pub output_rate_hz: u32,
+    /// Channels processed and written.
     pub channels: usize,
+    /// Channels of the input file.
+    pub input_channels: usize,
     pub frames: u64,
     pub duration_s: f64,
     pub processing_s: f64,
@@ -69,6 +76,11 @@ pub fn separate_file(
     cancel: &AtomicBool,
 ) -> Result<FileReport, EngineError> {
     let started = Instant::now();
+    if !job.stems_out.is_empty() {
+        return Err(EngineError::Config(
+            "only HTDemucs models give further stems (drums, bass, other, vocals)".into(),
+        ));
+    }
     for out in job.speech_out.iter().chain(job.music_out.iter()) {
         refuse_overwrite(&job.input, out)?;
     }
@@ -119,6 +131,7 @@ pub fn separate_file(
             frames_done,
             frames_total: info.frames,
             sample_rate_hz: rate,
+            segments: None,
         });
     }
     sep.finish(&mut speech, music_sink.as_ref().map(|_| &mut music))?;
@@ -136,6 +149,7 @@ pub fn separate_file(
         sample_rate_hz: rate,
         output_rate_hz: out_rate,
         channels,
+        input_channels: in_channels,
         frames: frames_done,
         duration_s,
         processing_s,
@@ -166,7 +180,7 @@ fn write_sinks(
     Ok(())
 }
 
-fn downmix(interleaved: &[f32], channels: usize, out: &mut Vec<f32>) {
+pub(crate) fn downmix(interleaved: &[f32], channels: usize, out: &mut Vec<f32>) {
     out.clear();
     let scale = 1.0 / channels as f32;
     out.extend(
@@ -177,7 +191,7 @@ fn downmix(interleaved: &[f32], channels: usize, out: &mut Vec<f32>) {
 }
 
 /// Refuses to write `out` over `input` (also through links or `./` spellings).
-fn refuse_overwrite(input: &Path, out: &Path) -> Result<(), EngineError> {
+pub(crate) fn refuse_overwrite(input: &Path, out: &Path) -> Result<(), EngineError> {
     let same = match (input.canonicalize(), out.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => input == out,
@@ -191,7 +205,7 @@ fn refuse_overwrite(input: &Path, out: &Path) -> Result<(), EngineError> {
 }
 
 /// An output file, with optional rate conversion whose delay is compensated exactly.
-struct Sink {
+pub(crate) struct Sink {
     encoder: Encoder,
     path: PathBuf,
     channels: usize,
@@ -207,7 +221,7 @@ struct Sink {
 }
 
 impl Sink {
-    fn new(
+    pub(crate) fn new(
         path: &Path,
         format: OutputFormat,
         rate: u32,
@@ -238,7 +252,7 @@ impl Sink {
         })
     }
 
-    fn write(&mut self, interleaved: &[f32]) -> Result<(), EngineError> {
+    pub(crate) fn write(&mut self, interleaved: &[f32]) -> Result<(), EngineError> {
         if self.converters.is_empty() {
             self.frames_written += (interleaved.len() / self.channels) as u64;
             return Ok(self.encoder.write(interleaved)?);
@@ -275,7 +289,7 @@ impl Sink {
 
     /// Flushes the converter so the output has exactly the input's duration, then renames the
     /// finished file into place.
-    fn finish(mut self, input_frames: u64) -> Result<PathBuf, EngineError> {
+    pub(crate) fn finish(mut self, input_frames: u64) -> Result<PathBuf, EngineError> {
         if !self.converters.is_empty() {
             let want = (input_frames as u128 * self.out_rate as u128 + self.rate as u128 / 2)
                 / self.rate as u128;
