@@ -1,7 +1,6 @@
 //! The two audio callbacks. They only move samples between the device and lock-free SPSC rings
 //! (rtrb), convert the sample format, stamp the time, and count glitches: no allocation, no lock,
-//! no logging, no I/O. The one exception: the playback callback asks once, on its first call, for
-//! real-time priority for the thread the host runs it on (a late callback is an audible gap).
+//! no logging, no I/O.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -124,8 +123,6 @@ pub struct PlaybackSide {
     pub fade_frames: usize,
     pub read: u64,
     pub device_frames: u64,
-    /// The callback thread has asked for real-time priority.
-    pub promoted: bool,
 }
 
 impl PlaybackSide {
@@ -134,10 +131,6 @@ impl PlaybackSide {
         T: Sample + FromSample<f32>,
         f32: FromSample<T>,
     {
-        if !self.promoted {
-            self.promoted = true;
-            crate::worker::raise_priority(crate::worker::CALLBACK_PRIORITY);
-        }
         let ts = info.timestamp();
         let ahead = ts.playback.duration_since(ts.callback).as_nanos() as i64;
         let now = nanos_since(self.epoch);

@@ -354,7 +354,6 @@ fn start(
         fade_frames: (formats.playback_rate / 200) as usize,
         read: 0,
         device_frames: 0,
-        promoted: false,
     };
     let cap_config = StreamConfig {
         channels: formats.capture_channels,

@@ -64,7 +64,7 @@ pub struct Snapshot {
 
 /// Asks for real-time scheduling for the worker thread (granted to root, to users with an
 /// rtprio limit, or on Windows as a raised priority); falls back to the normal priority.
-pub(crate) fn raise_priority(level: u8) -> &'static str {
+fn raise_priority() -> &'static str {
     use thread_priority::{ThreadPriority, ThreadPriorityValue};
     #[cfg(unix)]
     {
@@ -72,7 +72,7 @@ pub(crate) fn raise_priority(level: u8) -> &'static str {
             set_thread_priority_and_policy, thread_native_id, RealtimeThreadSchedulePolicy,
             ThreadSchedulePolicy,
         };
-        if let Ok(value) = ThreadPriorityValue::try_from(level) {
+        if let Ok(value) = ThreadPriorityValue::try_from(40u8) {
             let policy = ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo);
             if set_thread_priority_and_policy(
                 thread_native_id(),
@@ -91,11 +91,6 @@ pub(crate) fn raise_priority(level: u8) -> &'static str {
         "normal"
     }
 }
-
-/// Real-time priorities (1..=99 on Linux): the playback callback above the worker, so a busy
-/// worker never delays the device.
-pub(crate) const WORKER_PRIORITY: u8 = 40;
-pub(crate) const CALLBACK_PRIORITY: u8 = 45;
 
 /// Settings for one run of the worker.
 pub struct WorkerConfig {
@@ -251,7 +246,7 @@ impl Worker {
 
     /// Runs until `stop` is set; hands the separator back (its state carries over a reopen).
     pub fn run(mut self, mut sep: StreamSeparator) -> Result<StreamSeparator, LiveError> {
-        let priority = raise_priority(WORKER_PRIORITY);
+        let priority = raise_priority();
         let cfg = &self.cfg;
         let cc = cfg.capture_channels;
         let pc = cfg.playback_channels;
