@@ -16,7 +16,7 @@ use crate::cpu::conv::bias_rows;
 use crate::cpu::gemm::{matmul, MatRef, Threads};
 use crate::cpu::{self, gelu, norm_stats, sigmoid, simd, Kernel};
 use crate::layers::{gelu as gelu_tensor, glu, Conv1d, LayerScale, Norm};
-use crate::Result;
+use crate::{Error, Result};
 
 /// GroupNorm epsilon (PyTorch default).
 const EPS: f64 = 1e-5;
@@ -67,7 +67,10 @@ impl DConvLayer {
         let (Some((n1w, n1b, 1)), Some((n2w, n2b, 1))) =
             (self.norm1.group_affine(), self.norm2.group_affine())
         else {
-            unreachable!("DConv norms are GroupNorm(1, C)");
+            // `load` always builds GroupNorm(1, C) here.
+            return Err(Error::Config(
+                "DConv without its GroupNorm(1, C) norms".into(),
+            ));
         };
         let (conv_w, conv_b, dilation) = self.conv.parts();
         let (proj_w, proj_b, _) = self.proj.parts();
