@@ -27,7 +27,7 @@
 //! ```
 //!
 //! * [`Separator::separate_streaming`] hands finished blocks to a sink in order; memory
-//!   stays bounded (about 1 GB peak for the release model on CPU, dominated by one 7.8 s
+//!   stays bounded (about 650 MB peak for the release model on CPU, dominated by one 7.8 s
 //!   segment's activations) whatever the input length; shifted passes run in lock-step.
 //! * [`Separator::separate_source`] reads the input from a [`FrameSource`] as segments need
 //!   it, with [`MixStats`] measured beforehand (e.g. [`MixStatsBuilder`] over a first pass),
