@@ -203,10 +203,10 @@ pub fn select<'a>(
     let candidates: Vec<&DeviceEntry> = devices.iter().filter(usable).collect();
     // Devices of the default host come first in `list`, so on ties the default host wins.
     if spec.eq_ignore_ascii_case("default") {
+        // The default host's default device (a monitor is never "the default input").
         let first_host = candidates.first().map(|d| d.host.clone());
         if let Some(d) = candidates.iter().find(|d| {
-            d.is_default && Some(&d.host) == first_host.as_ref() && d.role != Role::Monitor
-                || (d.is_default && want == Want::Playback && Some(&d.host) == first_host.as_ref())
+            d.is_default && d.role != Role::Monitor && Some(&d.host) == first_host.as_ref()
         }) {
             return Ok(d);
         }

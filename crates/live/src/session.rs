@@ -71,11 +71,7 @@ pub fn resolve_route(cfg: &LiveConfig) -> Result<Route, LiveError> {
             )));
         }
     }
-    Ok(route_of(capture, playback))
-}
-
-fn route_of(capture: DeviceEntry, playback: DeviceEntry) -> Route {
-    Route { capture, playback }
+    Ok(Route { capture, playback })
 }
 
 /// Stream formats chosen for a route.
@@ -579,7 +575,10 @@ pub fn run(
                 .iter()
                 .find(|d| d.id == route.playback.id && d.role == route.playback.role);
             if let (Some(c), Some(p)) = (capture, playback) {
-                route = route_of(c.clone(), p.clone());
+                route = Route {
+                    capture: c.clone(),
+                    playback: p.clone(),
+                };
                 break;
             }
         }
