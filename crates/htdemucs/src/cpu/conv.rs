@@ -11,6 +11,8 @@
 //! Weights use the PyTorch layouts (`(C', C, K...)`, transposed `(C, C', K)`); the bias is
 //! the initial value of the output, so it costs no extra pass.
 
+use rayon::prelude::*;
+
 use super::gemm::{matmul, MatRef, Threads};
 
 /// Floats of im2col / column buffer per block (4 MiB; tiny in unit tests, so that they
@@ -18,10 +20,13 @@ use super::gemm::{matmul, MatRef, Threads};
 const BLOCK_FLOATS: usize = if cfg!(test) { 50 } else { 1 << 20 };
 
 /// `bias[i]` repeated `row_len` times for each `i`: an output initialised to its bias.
+/// Filled in parallel, so that the page faults of a fresh buffer are too.
 pub(crate) fn bias_rows(bias: &[f32], row_len: usize) -> Vec<f32> {
-    let mut y = Vec::with_capacity(bias.len() * row_len);
-    for &b in bias {
-        y.extend(std::iter::repeat_n(b, row_len));
+    let mut y = vec![0f32; bias.len() * row_len];
+    if row_len > 0 {
+        y.par_chunks_mut(row_len)
+            .zip(bias)
+            .for_each(|(row, &b)| row.fill(b));
     }
     y
 }
@@ -71,12 +76,15 @@ pub(crate) fn conv1d_s1(
     let mut cols = vec![0f32; ck * block];
     for t0 in (0..lo).step_by(block) {
         let nb = block.min(lo - t0);
-        for ci in 0..c {
-            for tap in 0..k {
-                let src = &xp[ci * lp + t0 + tap * dilation..][..nb];
-                cols[(ci * k + tap) * nb..][..nb].copy_from_slice(src);
-            }
-        }
+        cols[..ck * nb]
+            .par_chunks_mut(k * nb)
+            .enumerate()
+            .for_each(|(ci, dst)| {
+                for tap in 0..k {
+                    let src = &xp[ci * lp + t0 + tap * dilation..][..nb];
+                    dst[tap * nb..][..nb].copy_from_slice(src);
+                }
+            });
         let b = MatRef::rows(&cols, 0, nb);
         matmul(
             (co, nb, ck),
@@ -114,28 +122,31 @@ pub(crate) fn conv2d_s1(
         let nb = block.min(fo - f0);
         let width = nb * to;
         // cols[(ci, kf, kt), (j, tt)] = x[ci, f0 + j + kf - P, tt + kt - P]
-        for ci in 0..c {
-            for kf in 0..k {
-                for kt in 0..k {
-                    let dst_row = &mut cols[((ci * k + kf) * k + kt) * width..][..width];
-                    for j in 0..nb {
-                        let dst = &mut dst_row[j * to..][..to];
-                        let fi = (f0 + j + kf) as isize - padding as isize;
-                        if fi < 0 || fi as usize >= f {
-                            dst.fill(0.0);
-                            continue;
+        cols[..ckk * width]
+            .par_chunks_mut(k * k * width)
+            .enumerate()
+            .for_each(|(ci, cols)| {
+                for kf in 0..k {
+                    for kt in 0..k {
+                        let dst_row = &mut cols[(kf * k + kt) * width..][..width];
+                        for j in 0..nb {
+                            let dst = &mut dst_row[j * to..][..to];
+                            let fi = (f0 + j + kf) as isize - padding as isize;
+                            if fi < 0 || fi as usize >= f {
+                                dst.fill(0.0);
+                                continue;
+                            }
+                            let src = &x[(ci * f + fi as usize) * t..][..t];
+                            // dst[tt] = src[tt + kt - P] where that index is inside the row.
+                            let lo = padding.saturating_sub(kt).min(to);
+                            let hi = (t + padding).saturating_sub(kt).clamp(lo, to);
+                            dst[..lo].fill(0.0);
+                            dst[hi..].fill(0.0);
+                            dst[lo..hi].copy_from_slice(&src[lo + kt - padding..hi + kt - padding]);
                         }
-                        let src = &x[(ci * f + fi as usize) * t..][..t];
-                        // dst[tt] = src[tt + kt - P] where that index is inside the row.
-                        let lo = padding.saturating_sub(kt).min(to);
-                        let hi = (t + padding).saturating_sub(kt).clamp(lo, to);
-                        dst[..lo].fill(0.0);
-                        dst[hi..].fill(0.0);
-                        dst[lo..hi].copy_from_slice(&src[lo + kt - padding..hi + kt - padding]);
                     }
                 }
-            }
-        }
+            });
         let a = MatRef::rows(w, 0, ckk);
         let b = MatRef::rows(&cols, 0, width);
         matmul(
@@ -175,20 +186,23 @@ pub(crate) fn conv_strided(
         let nb = block.min(fo - f0);
         let width = nb * t;
         // cols[(ci, kk), (j, :)] = x[ci, (f0 + j) * S + kk - P, :]
-        for ci in 0..c {
-            for kk in 0..k {
-                let dst_row = &mut cols[(ci * k + kk) * width..][..width];
-                for j in 0..nb {
-                    let dst = &mut dst_row[j * t..][..t];
-                    let fi = ((f0 + j) * stride + kk) as isize - padding as isize;
-                    if fi >= 0 && (fi as usize) < f {
-                        dst.copy_from_slice(&x[(ci * f + fi as usize) * t..][..t]);
-                    } else {
-                        dst.fill(0.0);
+        cols[..ck * width]
+            .par_chunks_mut(k * width)
+            .enumerate()
+            .for_each(|(ci, cols)| {
+                for kk in 0..k {
+                    let dst_row = &mut cols[kk * width..][..width];
+                    for j in 0..nb {
+                        let dst = &mut dst_row[j * t..][..t];
+                        let fi = ((f0 + j) * stride + kk) as isize - padding as isize;
+                        if fi >= 0 && (fi as usize) < f {
+                            dst.copy_from_slice(&x[(ci * f + fi as usize) * t..][..t]);
+                        } else {
+                            dst.fill(0.0);
+                        }
                     }
                 }
-            }
-        }
+            });
         let a = MatRef::rows(w, 0, ck);
         let b = MatRef::rows(&cols, 0, width);
         matmul(
@@ -238,18 +252,20 @@ pub(crate) fn conv_tr_strided(
             false,
             Threads::All,
         );
-        for o in 0..co {
-            let y_plane = &mut y[o * fo * t..][..fo * t];
-            for kk in 0..k {
-                let src_row = &cols[(o * k + kk) * width..][..width];
-                for j in 0..nb {
-                    let dst = &mut y_plane[((f0 + j) * stride + kk) * t..][..t];
-                    for (d, s) in dst.iter_mut().zip(&src_row[j * t..][..t]) {
-                        *d += s;
+        let cols = &cols;
+        y.par_chunks_mut(fo * t)
+            .enumerate()
+            .for_each(|(o, y_plane)| {
+                for kk in 0..k {
+                    let src_row = &cols[(o * k + kk) * width..][..width];
+                    for j in 0..nb {
+                        let dst = &mut y_plane[((f0 + j) * stride + kk) * t..][..t];
+                        for (d, s) in dst.iter_mut().zip(&src_row[j * t..][..t]) {
+                            *d += s;
+                        }
                     }
                 }
-            }
-        }
+            });
     }
     (y, fo)
 }
