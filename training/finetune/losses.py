@@ -67,3 +67,19 @@ def lsnr_loss(lsnr: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def hf_distill_loss(m: torch.Tensor, m_teacher: torch.Tensor, first_band: int) -> torch.Tensor:
     return ((m[..., first_band:] - m_teacher[..., first_band:]) ** 2).mean()
+
+
+def neg_si_sdr_loss(y: torch.Tensor, s: torch.Tensor, min_energy: float = 1e-6) -> torch.Tensor:
+    """-SI-SDR in dB of waveforms y against s ([B, N]), averaged over the items that have speech
+    (an item without speech has no SI-SDR; the music-only term covers it). The benchmark's main
+    metric, so the gains are pulled toward what it rewards (the spectral terms weigh quiet bins
+    up through their magnitude compression)."""
+    es = (s * s).sum(-1)
+    has = es > min_energy
+    if not bool(has.any()):
+        return y.new_zeros(())
+    y, s, es = y[has], s[has], es[has]
+    a = (y * s).sum(-1, keepdim=True) / es[:, None]
+    t = a * s
+    e = y - t
+    return -(10 * torch.log10(((t * t).sum(-1) + 1e-9) / ((e * e).sum(-1) + 1e-9))).mean()

@@ -32,6 +32,9 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(RUNS / "dfn3-ft"))
     p.add_argument("--resume", action="store_true", help="continue from OUT/ckpt_latest.pt")
+    p.add_argument("--init", default=None,
+                   help="start a new run from another run's checkpoint (weights, optimiser, step, RNG); "
+                        "this run's arguments apply")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seconds", type=float, default=3.0)
@@ -54,6 +57,8 @@ def parse_args(argv=None):
     p.add_argument("--w-mo", type=float, default=0.1)
     p.add_argument("--w-lsnr", type=float, default=0.02)
     p.add_argument("--w-hf", type=float, default=10.0)
+    p.add_argument("--w-sisdr", type=float, default=0.0,
+                   help="weight of -SI-SDR (dB) of the band-limited output against the speech")
     p.add_argument("--hf", choices=["distill", "mask"], default="distill",
                    help="above 7.5 kHz: distil the original model's ERB gains, or leave them free")
     return p.parse_args(argv)
@@ -118,6 +123,8 @@ class Trainer:
         y_lp = m.istft(torch.cat([enh[..., :lo], torch.zeros_like(enh[..., lo:])], -1))
         s_lp = m.istft(torch.cat([s_d[..., :lo], torch.zeros_like(s_d[..., lo:])], -1))
         terms["mr"] = L.multires_loss(y_lp, s_lp)
+        if self.args.w_sisdr > 0:
+            terms["sisdr"] = L.neg_si_sdr_loss(y_lp, s_lp)
         # music-only frames: no speech-active sample within 5 frames (50 ms) of the output frame
         act = active.float()[:, None]
         near = torch.nn.functional.max_pool1d(act, 11, 1, 5)[:, 0] > 0
@@ -131,7 +138,7 @@ class Trainer:
                 (m_t,) = self.teacher.erb_dec(emb, e3, e2, e1, e0)
             terms["hf"] = L.hf_distill_loss(out["m"], m_t, self.first_hf_band)
         a = self.args
-        w = dict(spec=a.w_spec, mr=a.w_mr, mo=a.w_mo, lsnr=a.w_lsnr, hf=a.w_hf)
+        w = dict(spec=a.w_spec, mr=a.w_mr, mo=a.w_mo, lsnr=a.w_lsnr, hf=a.w_hf, sisdr=a.w_sisdr)
         total = sum(w[k] * v for k, v in terms.items())
         return total, {k: float(v.detach()) for k, v in terms.items()}
 
@@ -232,6 +239,9 @@ def main(argv=None):
         print(f"resumed from {ckpt} at step {tr.step}", flush=True)
     elif ckpt.exists():
         raise SystemExit(f"{ckpt} exists: pass --resume, or choose another --out")
+    elif args.init:
+        tr.load(Path(args.init))
+        print(f"initialised from {args.init} at step {tr.step}", flush=True)
     (out / "args.json").write_text(json.dumps(vars(args), indent=1))
     if tr.step == 0:
         t = time.time()
