@@ -29,8 +29,11 @@ fn list() -> Result<ExitCode> {
     );
     for spec in registry::all() {
         let local = match dirs.locate(spec) {
-            Ok(found) => found.files[0]
-                .parent()
+            Ok(_) if spec.builtin => "built in".to_string(),
+            Ok(found) => found
+                .files
+                .first()
+                .and_then(|f| f.parent())
                 .map_or(String::new(), |p| p.display().to_string()),
             Err(_) => "not installed (nomusic models fetch ".to_string() + spec.name + ")",
         };
@@ -58,6 +61,12 @@ fn list() -> Result<ExitCode> {
 
 fn fetch_model(name: &str, mirror: Option<String>, quiet: bool) -> Result<ExitCode> {
     let spec = registry::lookup(name)?;
+    if spec.builtin {
+        if !quiet {
+            println!("{} is built into this binary: nothing to fetch", spec.name);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let dirs = ModelDirs::from_env();
     let source = mirror.map_or(Source::Upstream, Source::Mirror);
     let bar = download_bar(quiet);

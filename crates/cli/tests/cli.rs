@@ -70,10 +70,54 @@ fn models_lists_every_model_with_its_location() {
     let out = nomusic(&["models"]);
     ok(&out);
     let text = String::from_utf8_lossy(&out.stdout);
-    for name in ["deepfilternet3", "dtln", "gtcrn", "htdemucs", "htdemucs_ft"] {
+    for name in [
+        "nomusic",
+        "deepfilternet3",
+        "dtln",
+        "gtcrn",
+        "htdemucs",
+        "htdemucs_ft",
+    ] {
         assert!(text.contains(name), "{text}");
     }
     assert!(text.contains("shared/models"), "{text}");
+    let builtin = text.lines().find(|l| l.starts_with("nomusic ")).unwrap();
+    assert!(builtin.ends_with("built in"), "{builtin}");
+    assert!(text.contains("default: nomusic"), "{text}");
+}
+
+#[test]
+fn the_default_model_is_built_in_and_needs_no_download() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_nomusic"))
+            .args(args)
+            .env("NOMUSIC_MODEL_DIR", tmp.path())
+            .env("XDG_CACHE_HOME", tmp.path())
+            .output()
+            .unwrap()
+    };
+    let dst = tmp.path().join("speech.wav");
+    ok(&run(&[
+        "separate",
+        s(&fixture("source.wav")),
+        "-o",
+        s(&dst),
+        "--quiet",
+    ]));
+    let (info_in, planar_in) = read_all(&fixture("source.wav")).unwrap();
+    let (info_out, planar_out) = read_all(&dst).unwrap();
+    assert_eq!(info_out.sample_rate_hz, info_in.sample_rate_hz);
+    assert_eq!(planar_out[0].len(), planar_in[0].len());
+    let out = run(&["models", "fetch", "nomusic"]);
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("built into this binary"));
+    // Nothing was downloaded or installed.
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        1,
+        "only the output file"
+    );
 }
 
 #[test]
@@ -82,6 +126,8 @@ fn missing_model_says_how_to_get_it() {
     let out = Command::new(env!("CARGO_BIN_EXE_nomusic"))
         .args([
             "separate",
+            "--model",
+            "deepfilternet3",
             s(&fixture("source.wav")),
             "-o",
             s(&tmp.path().join("x.wav")),
@@ -552,7 +598,8 @@ fn live_refuses_an_offline_model() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("htdemucs is an offline model") && err.contains("deepfilternet3 for live"),
+        err.contains("htdemucs is an offline model")
+            && err.contains("(the default, nomusic) for live"),
         "{err}"
     );
 }

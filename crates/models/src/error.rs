@@ -37,7 +37,7 @@ pub enum ModelError {
     /// An offline model was asked to stream (live mode, the streaming pipeline).
     #[error(
         "{name} is an offline model (it needs the whole recording); use it with `nomusic \
-         separate`, or use deepfilternet3 for live"
+         separate`, or a streaming model (the default, nomusic) for live"
     )]
     Offline { name: String },
     /// An HTDemucs checkpoint could not be loaded or run.

@@ -1,6 +1,7 @@
 //! Separation models behind one streaming `Separator` trait, the offline HTDemucs models, and
 //! the model registry.
 
+pub mod builtin;
 pub mod demucs;
 pub mod dfn3;
 pub mod dtln;

@@ -1,7 +1,9 @@
 //! The model registry: what models exist, where they come from, and where they are on disk.
 //!
 //! Every model is described once here (files with upstream URL, checksum and size; rate,
-//! latency, licence). A model is found, in order, at an explicit `--model-path`, in `NOMUSIC_MODEL_DIR`
+//! latency, licence). The default model, `nomusic`, is built into the binary and needs no files;
+//! `--model-path` can still point it at other weights of the same runner (an exported
+//! checkpoint). Any other model is found, in order, at an explicit `--model-path`, in `NOMUSIC_MODEL_DIR`
 //! (one or more directories, `:`-separated on Unix), or in the user cache directory where
 //! `nomusic models fetch` installs it. A directory holds each model in a sub-directory named
 //! after it (`<dir>/dtln/model_1.onnx`), which is also the layout of a checkout's
@@ -110,12 +112,18 @@ pub struct ModelSpec {
     /// models, which need the whole recording.
     pub latency_ms: Option<f32>,
     pub licence: &'static str,
+    /// Files to download; empty for a built-in model.
     pub files: &'static [ModelFile],
+    /// The weights are compiled into the binary (see [`crate::builtin`]).
+    pub builtin: bool,
 }
 
 impl ModelSpec {
     /// Total download size in bytes, and whether it is exact.
     pub fn size_bytes(&self) -> (u64, bool) {
+        if self.builtin {
+            return (crate::builtin::size_bytes(), true);
+        }
         let total = self.files.iter().map(|f| f.size.bytes()).sum();
         let exact = self
             .files
@@ -126,7 +134,7 @@ impl ModelSpec {
 }
 
 /// The model used when none is named.
-pub const DEFAULT_MODEL: &str = "deepfilternet3";
+pub const DEFAULT_MODEL: &str = "nomusic";
 
 /// A demucs release file: published with only the first 8 hex digits of its sha256 (in its
 /// name) and no stated size. A checkpoint of the release configuration (made with random
@@ -147,6 +155,17 @@ macro_rules! demucs_file {
 
 static MODELS: &[ModelSpec] = &[
     ModelSpec {
+        name: "nomusic",
+        aliases: &["builtin", "default"],
+        kind: ModelKind::DeepFilterNet3,
+        description: "nomusic's own speech-over-music model (DeepFilterNet3 fine-tuned; built in)",
+        sample_rate_hz: 48_000,
+        latency_ms: Some(30.0),
+        licence: "MIT OR Apache-2.0",
+        files: &[],
+        builtin: true,
+    },
+    ModelSpec {
         name: "deepfilternet3",
         aliases: &["dfn3", "deepfilternet"],
         kind: ModelKind::DeepFilterNet3,
@@ -154,6 +173,7 @@ static MODELS: &[ModelSpec] = &[
         sample_rate_hz: 48_000,
         latency_ms: Some(40.0),
         licence: "MIT OR Apache-2.0",
+        builtin: false,
         files: &[ModelFile {
             name: "DeepFilterNet3_onnx.tar.gz",
             url: "https://github.com/Rikorose/DeepFilterNet/raw/main/models/DeepFilterNet3_onnx.tar.gz",
@@ -169,6 +189,7 @@ static MODELS: &[ModelSpec] = &[
         sample_rate_hz: 16_000,
         latency_ms: Some(32.0),
         licence: "MIT",
+        builtin: false,
         files: &[
             ModelFile {
                 name: "model_1.onnx",
@@ -192,6 +213,7 @@ static MODELS: &[ModelSpec] = &[
         sample_rate_hz: 16_000,
         latency_ms: Some(32.0),
         licence: "MIT",
+        builtin: false,
         files: &[ModelFile {
             name: "gtcrn.onnx",
             url: "https://github.com/Xiaobin-Rong/gtcrn/raw/main/stream/onnx_models/gtcrn.onnx",
@@ -207,6 +229,7 @@ static MODELS: &[ModelSpec] = &[
         sample_rate_hz: 44_100,
         latency_ms: None,
         licence: "MIT",
+        builtin: false,
         files: &[demucs_file!("955717e8-8726e21a.th", "8726e21a")],
     },
     ModelSpec {
@@ -219,6 +242,7 @@ static MODELS: &[ModelSpec] = &[
         sample_rate_hz: 44_100,
         latency_ms: None,
         licence: "MIT",
+        builtin: false,
         files: &[
             demucs_file!("f7e0c4bc-ba3fe64a.th", "ba3fe64a"),
             demucs_file!("d12395a8-e57c48e6.th", "e57c48e6"),
@@ -292,6 +316,12 @@ impl ModelDirs {
 
     /// Finds every file of `spec` under one of the directories.
     pub fn locate(&self, spec: &'static ModelSpec) -> Result<LocatedModel, ModelError> {
+        if spec.builtin {
+            return Ok(LocatedModel {
+                spec,
+                files: Vec::new(),
+            });
+        }
         for dir in self.all() {
             if let Some(found) = locate_in(spec, &dir.join(spec.name)) {
                 return Ok(found);
@@ -327,6 +357,25 @@ pub fn locate_at(spec: &'static ModelSpec, path: &Path) -> Result<LocatedModel, 
         return Ok(LocatedModel {
             spec,
             files: vec![path.to_path_buf()],
+        });
+    }
+    if spec.builtin {
+        // Other weights for the built-in model's runner: an exported directory (handled above)
+        // or a DeepFilterNet3-style tarball.
+        if spec.kind == ModelKind::DeepFilterNet3 && path.is_file() {
+            return Ok(LocatedModel {
+                spec,
+                files: vec![path.to_path_buf()],
+            });
+        }
+        return Err(ModelError::Invalid {
+            path: path.to_path_buf(),
+            reason: format!(
+                "{} is built into nomusic and needs no --model-path; to run other weights with \
+                 its runner give a directory holding enc.onnx, erb_dec.onnx, df_dec.onnx and \
+                 config.ini, or a DeepFilterNet3-style .tar.gz",
+                spec.name
+            ),
         });
     }
     if path.is_dir() {
@@ -385,6 +434,7 @@ pub fn build(located: &LocatedModel) -> Result<Box<dyn Separator>, ModelError> {
                 name: located.spec.name.to_string(),
             })
         }
+        ModelKind::DeepFilterNet3 if f.is_empty() => Box::new(DeepFilterNet3::builtin()?),
         ModelKind::DeepFilterNet3 if f[0].is_dir() => Box::new(DeepFilterNet3::from_dir(&f[0])?),
         ModelKind::DeepFilterNet3 => Box::new(DeepFilterNet3::from_tarball(&f[0])?),
         ModelKind::Dtln => Box::new(Dtln::from_files(&f[0], &f[1])?),
@@ -460,6 +510,43 @@ mod tests {
     #[test]
     fn default_model_is_registered() {
         assert!(find(DEFAULT_MODEL).is_some());
+    }
+
+    #[test]
+    fn the_default_model_is_built_in_and_needs_no_files() {
+        let spec = find(DEFAULT_MODEL).unwrap();
+        assert!(spec.builtin && spec.files.is_empty());
+        assert!(all().iter().filter(|m| m.builtin).count() == 1);
+        // Found with no search directory at all, and built from the compiled-in bytes.
+        let dirs = ModelDirs {
+            search: Vec::new(),
+            cache: PathBuf::from("/nonexistent/nomusic-cache"),
+        };
+        let located = dirs.locate(spec).unwrap();
+        assert!(located.files.is_empty());
+        let model = build(&located).unwrap();
+        assert_eq!(model.sample_rate_hz(), spec.sample_rate_hz);
+        let latency_ms = model.latency_frames() as f32 * 1000.0 / spec.sample_rate_hz as f32;
+        assert_eq!(Some(latency_ms), spec.latency_ms);
+        let (bytes, exact) = spec.size_bytes();
+        assert!(exact && bytes > 1_000_000, "{bytes}");
+    }
+
+    #[test]
+    fn the_built_in_model_takes_other_weights_only_in_its_runners_format() {
+        let spec = find("nomusic").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let err = locate_at(spec, dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("built into nomusic") && err.contains("enc.onnx"),
+            "{err}"
+        );
+        for (name, bytes) in crate::builtin::NOMUSIC_FILES {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        let located = locate_at(spec, dir.path()).unwrap();
+        assert_eq!(located.files, vec![dir.path().to_path_buf()]);
+        assert!(build(&located).is_ok());
     }
 
     #[test]

@@ -278,6 +278,7 @@ fn prefix_model(root: &Path) -> &'static ModelSpec {
         latency_ms: None,
         licence: "MIT",
         files,
+        builtin: false,
     }))
 }
 

@@ -200,6 +200,15 @@ impl DeepFilterNet3 {
         Self::from_files(files, path)
     }
 
+    /// nomusic's own weights, compiled into the binary ([`crate::builtin`]).
+    pub fn builtin() -> Result<Self, ModelError> {
+        let files = crate::builtin::NOMUSIC_FILES
+            .iter()
+            .map(|(name, bytes)| (name.to_string(), bytes.to_vec()))
+            .collect();
+        Self::from_files(files, Path::new("<built-in nomusic model>"))
+    }
+
     /// Loads the unpacked files `enc.onnx`, `erb_dec.onnx`, `df_dec.onnx` and `config.ini`.
     pub fn from_dir(dir: &Path) -> Result<Self, ModelError> {
         let mut files = HashMap::new();
