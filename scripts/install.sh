@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs nomusic on a fresh Debian/Ubuntu machine and runs the main job:
 #   1. build dependencies (apt), 2. `cargo install` of the nomusic binary,
-#   3. the default model (from a local models folder if there is one, else downloaded),
+#   3. (the default model, nomusic's own, is built into the binary: nothing to download; a local
+#      models folder, if there is one, makes the other models available too),
 #   4. separates a benchmark mixture into out/ and scores the model on the dev benchmark.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,8 +14,6 @@ echo "installed $bin"
 shared=../shared
 if [ -d "$shared/models" ]; then
   export NOMUSIC_MODEL_DIR="$(cd "$shared/models" && pwd)"
-else
-  "$bin" models fetch deepfilternet3
 fi
 "$bin" models
 
