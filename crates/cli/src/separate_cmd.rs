@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use nomusic_audio_io::{OutputFormat, SampleFormat};
-use nomusic_engine::{separate_file, separate_file_offline, EngineError, FileJob, MixOptions};
+use nomusic_engine::{
+    separate_file, separate_file_offline, EngineError, FileJob, LoadedModel, MixOptions,
+};
 use nomusic_models::demucs::{self, DemucsPass};
 use nomusic_models::htdemucs::SeparateOptions;
 
@@ -34,11 +36,14 @@ pub fn run(args: SeparateArgs) -> Result<ExitCode> {
     let mut factory = None;
     let mut passes: Vec<DemucsPass> = Vec::new();
     let mut stem_names: Vec<String> = Vec::new();
+    let mut loaded = LoadedModel::default();
     if offline {
         passes = demucs::passes(&located, all_stems)?;
-        // Load the first model once here, so that a broken checkpoint stops before any input.
-        let first =
-            demucs::load(&passes[0]).with_context(|| format!("loading model {model_name}"))?;
+        // Load the first model here, so that a broken checkpoint stops before any input; the
+        // engine takes it from `loaded` for the first file (and keeps a single model for all).
+        let first = loaded
+            .take(&passes[0])
+            .with_context(|| format!("loading model {model_name}"))?;
         if all_stems {
             stem_names = match passes[0].stem {
                 None => first.sources().to_vec(),
@@ -48,6 +53,7 @@ pub fn run(args: SeparateArgs) -> Result<ExitCode> {
                     .collect(),
             };
         }
+        loaded.keep(&passes[0], first);
     } else {
         factory = Some(models_cmd::factory(located)?);
     }
@@ -131,6 +137,7 @@ pub fn run(args: SeparateArgs) -> Result<ExitCode> {
             None => separate_file_offline(
                 &job,
                 &passes,
+                &mut loaded,
                 &demucs_options,
                 &mut |p| bar.update(p),
                 &cancel,

@@ -141,8 +141,7 @@ pub fn separate_file(
     for sink in [speech_sink, music_sink].into_iter().flatten() {
         outputs.push(sink.finish(frames_done)?);
     }
-    let processing_s = started.elapsed().as_secs_f64();
-    let duration_s = frames_done as f64 / rate as f64;
+    let (duration_s, processing_s, real_time_factor) = timing(frames_done, rate, started);
     Ok(FileReport {
         input: job.input.clone(),
         outputs,
@@ -153,14 +152,23 @@ pub fn separate_file(
         frames: frames_done,
         duration_s,
         processing_s,
-        real_time_factor: if duration_s > 0.0 {
-            processing_s / duration_s
-        } else {
-            0.0
-        },
+        real_time_factor,
         codec: info.codec.clone(),
         skipped_packets: decoder.skipped_packets(),
     })
+}
+
+/// A finished job's audio duration, processing time (since `started`) and their ratio, in
+/// seconds, for [`FileReport`].
+pub(crate) fn timing(frames: u64, rate: u32, started: Instant) -> (f64, f64, f64) {
+    let processing_s = started.elapsed().as_secs_f64();
+    let duration_s = frames as f64 / rate as f64;
+    let rtf = if duration_s > 0.0 {
+        processing_s / duration_s
+    } else {
+        0.0
+    };
+    (duration_s, processing_s, rtf)
 }
 
 fn write_sinks(

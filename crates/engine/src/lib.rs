@@ -10,5 +10,5 @@ pub mod stream;
 
 pub use error::EngineError;
 pub use file::{separate_file, FileJob, FileReport, Progress};
-pub use offline::separate_file_offline;
+pub use offline::{separate_file_offline, LoadedModel};
 pub use stream::{MixOptions, ModelFactory, StreamSeparator};

@@ -17,6 +17,7 @@
 //!   The sum of the other three stems would not do: HTDemucs' stems do not add up to the
 //!   mixture exactly, and the rest would be lost from both outputs.
 //! * A bag of models (`htdemucs_ft`) runs one pass per model, one model loaded at a time.
+//!   A single model stays loaded from one file to the next ([`LoadedModel`]).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -30,14 +31,41 @@ use nomusic_models::demucs::{self, DemucsPass, SPEECH_STEM};
 use nomusic_models::htdemucs::{self, FrameSource, MixStatsBuilder, SeparateOptions};
 use nomusic_models::ModelError;
 
-use crate::file::{downmix, refuse_overwrite, FileJob, FileReport, Progress, Sink, READ_FRAMES};
+use crate::file::{
+    downmix, refuse_overwrite, timing, FileJob, FileReport, Progress, Sink, READ_FRAMES,
+};
 use crate::EngineError;
+
+/// The HTDemucs model in memory between passes and files. A job with one model loads its
+/// checkpoint once for all its files; a bag of one-stem models still has one model in memory
+/// at a time (the one held is dropped before another is loaded).
+#[derive(Default)]
+pub struct LoadedModel(Option<(DemucsPass, htdemucs::Separator)>);
+
+impl LoadedModel {
+    /// Takes out the model of `pass`: the one held if it is that model, else loaded.
+    pub fn take(&mut self, pass: &DemucsPass) -> Result<htdemucs::Separator, ModelError> {
+        match self.0.take() {
+            Some((held, model)) if held == *pass => Ok(model),
+            other => {
+                drop(other);
+                demucs::load(pass)
+            }
+        }
+    }
+
+    /// Holds `model` (the model of `pass`) for the next [`LoadedModel::take`].
+    pub fn keep(&mut self, pass: &DemucsPass, model: htdemucs::Separator) {
+        self.0 = Some((pass.clone(), model));
+    }
+}
 
 /// Separates one file with the HTDemucs `passes` (see [`nomusic_models::demucs::passes`]):
 /// the speech and music of `job`, and each stem named in `job.stems_out`.
 pub fn separate_file_offline(
     job: &FileJob,
     passes: &[DemucsPass],
+    loaded: &mut LoadedModel,
     options: &SeparateOptions,
     progress: &mut dyn FnMut(Progress),
     cancel: &AtomicBool,
@@ -55,8 +83,10 @@ pub fn separate_file_offline(
         return Err(EngineError::Config("no model to run".into()));
     }
     // A broken checkpoint fails before any decoding.
-    let first = demucs::load(&passes[0])?;
+    let first = loaded.take(&passes[0])?;
     check_stems(job, passes, &first)?;
+    let model_rate = first.sample_rate_hz();
+    loaded.keep(&passes[0], first);
 
     let decoder = Decoder::open(&job.input)?;
     let info = decoder.info().clone();
@@ -67,7 +97,6 @@ pub fn separate_file_offline(
     } else {
         info.channels
     };
-    let model_rate = first.sample_rate_hz();
 
     // First pass: the length at the model rate and the normalisation statistics.
     let mut stats = MixStatsBuilder::default();
@@ -95,13 +124,8 @@ pub fn separate_file_offline(
     let mut done_tracks: Vec<Track> = Vec::new();
     let mut done_speech = None;
     let n_pass = passes.len();
-    let mut first = Some(first);
     for (i, pass) in passes.iter().enumerate() {
-        // One model at a time: the last one was dropped at the end of its iteration.
-        let model = match first.take() {
-            Some(m) => m,
-            None => demucs::load(pass)?,
-        };
+        let model = loaded.take(pass)?;
         if model.sample_rate_hz() != model_rate {
             return Err(EngineError::Config(format!(
                 "{} runs at {} Hz, the first model at {model_rate} Hz",
@@ -185,6 +209,7 @@ pub fn separate_file_offline(
             Ok(()) => {}
         }
         drop(source);
+        loaded.keep(pass, model);
         done_tracks.extend(tracks.into_iter().map(|(_, t)| t));
         if let Some((_, s)) = speech {
             done_speech = Some((s, fifo.into_inner()));
@@ -197,8 +222,7 @@ pub fn separate_file_offline(
     for track in done_tracks {
         outputs.push(track.finish()?);
     }
-    let processing_s = started.elapsed().as_secs_f64();
-    let duration_s = frames_in as f64 / rate as f64;
+    let (duration_s, processing_s, real_time_factor) = timing(frames_in, rate, started);
     Ok(FileReport {
         input: job.input.clone(),
         outputs,
@@ -209,11 +233,7 @@ pub fn separate_file_offline(
         frames: frames_in,
         duration_s,
         processing_s,
-        real_time_factor: if duration_s > 0.0 {
-            processing_s / duration_s
-        } else {
-            0.0
-        },
+        real_time_factor,
         codec: info.codec.clone(),
         skipped_packets,
     })
@@ -587,6 +607,34 @@ mod tests {
     use nomusic_audio_io::{Encoder, OutputFormat, SampleFormat};
 
     use super::*;
+
+    /// A held model is handed out again without reading its checkpoint; another pass drops it
+    /// and loads its own.
+    #[test]
+    fn a_held_model_is_reused_and_another_pass_loads_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let tiny = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../htdemucs/tests/data/tiny.safetensors");
+        let pass = |name: &str| {
+            let checkpoint = dir.path().join(name);
+            std::fs::copy(&tiny, &checkpoint).unwrap();
+            DemucsPass {
+                checkpoint,
+                stem: None,
+            }
+        };
+        let (a, b) = (pass("a.safetensors"), pass("b.safetensors"));
+        let mut loaded = LoadedModel::default();
+        let model = loaded.take(&a).unwrap();
+        loaded.keep(&a, model);
+        std::fs::remove_file(&a.checkpoint).unwrap();
+        // Not read again: the file is gone, yet the model comes back.
+        let model = loaded.take(&a).unwrap();
+        loaded.keep(&a, model);
+        assert!(loaded.take(&b).is_ok());
+        // `b` was taken and not kept, `a` was dropped for it: `a` must be read, and cannot be.
+        assert!(loaded.take(&a).is_err());
+    }
 
     /// Into the model rate through the decoding source and back through the output converter:
     /// the same length and the same samples, not shifted by a frame.
