@@ -1,14 +1,16 @@
 """Training and validation curves of a fine-tuning run as one SVG (no plotting library needed).
 
-    training/.venv/bin/python training/finetune/plot_curves.py training/runs/dfn3-ft [-o curves.svg]
+    training/.venv/bin/python training/finetune/plot_curves.py [NAME=]RUN [[NAME=]RUN ...] [-o curves.svg]
 
-Left: training loss (mean over windows of 50 steps). Right: validation SI-SDRi (all items and the
-vocal-music items, dB) against the step.
+Left: training loss (mean over windows of 50 steps; runs with the -SI-SDR term have it left out,
+so the curves compare). Right: validation SI-SDRi (all items solid, vocal-music items dashed, dB)
+against the step, one colour per run.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 from pathlib import Path
 
 
@@ -17,7 +19,11 @@ def read(path: Path) -> list[dict]:
         return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
 
 
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+
+
 def panel(x0, y0, w, h, series, title, xlabel):
+    """series: (name, [(x, y)], color, dashed)."""
     xs = [x for s in series for x, _ in s[1]]
     ys = [y for s in series for _, y in s[1]]
     if not xs:
@@ -36,32 +42,45 @@ def panel(x0, y0, w, h, series, title, xlabel):
         out.append(f'<text x="{x0 - 4}" y="{sy(yv) + 4:.1f}" text-anchor="end" font-size="10">{yv:.3g}</text>')
         xv = xmin + (xmax - xmin) * i / 4
         out.append(f'<text x="{sx(xv):.1f}" y="{y0 + h + 14}" text-anchor="middle" font-size="10">{xv:.0f}</text>')
-    for k, (name, pts, color) in enumerate(series):
+    for k, (name, pts, color, dashed) in enumerate(series):
         d = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
-        out.append(f'<polyline points="{d}" fill="none" stroke="{color}" stroke-width="1.5"/>')
+        dash = ' stroke-dasharray="5,3"' if dashed else ""
+        marks = "".join(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{color}"/>' for x, y in pts) \
+            if len(pts) < 40 else ""
+        out.append(f'<polyline points="{d}" fill="none" stroke="{color}" stroke-width="1.5"{dash}/>{marks}')
         out.append(f'<text x="{x0 + 8}" y="{y0 + 16 + 14 * k}" font-size="11" fill="{color}">{name}</text>')
     return "\n".join(out)
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser()
-    p.add_argument("run")
-    p.add_argument("-o", "--out")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", help="run folders (train.csv, val.csv); NAME=FOLDER to label one")
+    p.add_argument("-o", "--out", help="default: RUN/curves.svg of the first run")
     a = p.parse_args(argv)
-    run = Path(a.run)
-    tr = read(run / "train.csv")
-    va = read(run / "val.csv") if (run / "val.csv").exists() else []
     win = 50
-    loss = [(tr[i + win - 1]["step"], sum(r["loss"] for r in tr[i:i + win]) / win)
-            for i in range(0, len(tr) - win + 1, win)]
-    svg = ['<svg xmlns="http://www.w3.org/2000/svg" width="900" height="340" font-family="sans-serif">',
+    loss_series, val_series = [], []
+    for i, spec in enumerate(a.runs):
+        name, _, folder = spec.rpartition("=")
+        run = Path(folder)
+        name = name or run.name
+        color = COLORS[i % len(COLORS)]
+        tr = read(run / "train.csv")
+        va = read(run / "val.csv") if (run / "val.csv").exists() else []
+        va = list({r["step"]: r for r in va}.values())  # a resumed run may repeat a step
+        # The loss without the optional -SI-SDR term (negative dB), so that runs compare.
+        w_sisdr = json.loads((run / "args.json").read_text()).get("w_sisdr", 0.0) if (run / "args.json").exists() else 0.0
+        plain = [r["loss"] - w_sisdr * r.get("sisdr", 0.0) for r in tr]
+        loss = [(tr[j + win - 1]["step"], sum(plain[j:j + win]) / win) for j in range(0, len(tr) - win + 1, win)]
+        loss_series.append((name, loss, color, False))
+        val_series.append((f"{name}: all", [(r["step"], r["si_sdri"]) for r in va], color, False))
+        val_series.append((f"{name}: vocal-music", [(r["step"], r["si_sdri_vocal"]) for r in va], color, True))
+    h = 300 + 14 * max(0, len(val_series) - 4)
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="940" height="{h + 70}" font-family="sans-serif">',
            '<rect width="100%" height="100%" fill="white"/>',
-           panel(60, 30, 360, 260, [("train loss (mean of 50 steps)", loss, "#1f77b4")], "training loss", "step"),
-           panel(510, 30, 360, 260, [("SI-SDRi, all val items", [(r["step"], r["si_sdri"]) for r in va], "#d62728"),
-                                     ("SI-SDRi, vocal-music items", [(r["step"], r["si_sdri_vocal"]) for r in va],
-                                      "#2ca02c")], "validation (dB)", "step"),
+           panel(60, 30, 380, h, loss_series, "training loss (mean of 50 steps)", "step"),
+           panel(530, 30, 380, h, val_series, "validation SI-SDRi (dB; dashed: vocal-music items)", "step"),
            "</svg>"]
-    out = Path(a.out) if a.out else run / "curves.svg"
+    out = Path(a.out) if a.out else Path(a.runs[0].rpartition("=")[2]) / "curves.svg"
     out.write_text("\n".join(svg))
     print(out)
 

@@ -1,0 +1,46 @@
+"""Weight-space averages of fine-tuning checkpoints ("model soups"; WiSE-FT when one ingredient
+is the released model): one model, no extra inference cost.
+
+    training/.venv/bin/python training/finetune/soup.py OUT.pt base:0.5 training/runs/dfn3-ft/ckpt_step1000.pt:0.5
+
+Each ingredient is CHECKPOINT:WEIGHT (`base` = the released DeepFilterNet3); the weights are
+normalised to sum to 1. OUT.pt holds {model, step, soup} and is read by export_eval.py like a
+training checkpoint (its step is the largest ingredient step).
+"""
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from ftcommon import base_model_dir  # noqa: E402  (sets sys.path)
+from dfn3 import Dfn3  # noqa: E402
+
+
+def main(argv):
+    if len(argv) < 3:
+        sys.exit(__doc__)
+    out, parts = argv[1], []
+    for spec in argv[2:]:
+        path, _, w = spec.rpartition(":")
+        parts.append((path, float(w)))
+    total = sum(w for _, w in parts)
+    base = Dfn3(base_model_dir()).state_dict()
+    acc, step = None, 0
+    for path, w in parts:
+        if path == "base":
+            sd = base
+        else:
+            st = torch.load(path, weights_only=False)
+            sd, step = st["model"], max(step, st["step"])
+        if acc is None:
+            acc = {k: torch.zeros_like(v, dtype=torch.float64) for k, v in sd.items() if v.is_floating_point()}
+        for k in acc:
+            acc[k] += (w / total) * sd[k].double()
+    model = {k: (acc[k].to(v.dtype) if k in acc else v) for k, v in base.items()}
+    torch.save(dict(model=model, step=step, soup=[(p, w / total) for p, w in parts]), out)
+    print(f"wrote {out}: " + ", ".join(f"{p} x {w / total:.2f}" for p, w in parts))
+
+
+if __name__ == "__main__":
+    main(sys.argv)
