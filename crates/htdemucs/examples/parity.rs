@@ -12,32 +12,19 @@ use std::time::Instant;
 use candle_core::Device;
 use nomusic_htdemucs::{SeparateOptions, Separator};
 
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kib| kib / 1024.0)
-}
+mod common;
+use common::{checkpoint_and_clip, load_clip, peak_rss_mib};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().collect();
-    let (ckpt, clip) = match args.as_slice() {
-        [_, c, k] => (c, k),
-        _ => return Err("usage: parity <checkpoint> <clip.safetensors>".into()),
-    };
+    let (ckpt, clip) = checkpoint_and_clip("parity")?;
     let t0 = Instant::now();
-    let sep = Separator::from_checkpoint(ckpt, &Device::Cpu)?;
+    let sep = Separator::from_checkpoint(&ckpt, &Device::Cpu)?;
     println!(
         "loaded {ckpt} in {:.2} s (peak RSS {:.0} MiB)",
         t0.elapsed().as_secs_f64(),
         peak_rss_mib()
     );
-    let data = candle_core::safetensors::load(clip, &Device::Cpu)?;
-    let mix: Vec<Vec<f32>> = data["mix"].to_vec2()?;
+    let (data, mix) = load_clip(&clip)?;
     let want: Vec<Vec<Vec<f32>>> = data["stems"].to_vec3()?;
     let chans: Vec<&[f32]> = mix.iter().map(|c| c.as_slice()).collect();
     let seconds = mix[0].len() as f64 / f64::from(sep.sample_rate_hz());
