@@ -613,8 +613,8 @@ mod tests {
     #[test]
     fn a_held_model_is_reused_and_another_pass_loads_its_own() {
         let dir = tempfile::tempdir().unwrap();
-        let tiny = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../htdemucs/tests/data/tiny.safetensors");
+        let tiny =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../htdemucs/tests/data/tiny.safetensors");
         let pass = |name: &str| {
             let checkpoint = dir.path().join(name);
             std::fs::copy(&tiny, &checkpoint).unwrap();
