@@ -62,6 +62,7 @@ def main(argv=None):
     p.add_argument("--out")
     p.add_argument("--bench", action="store_true", help="nomusic bench on ../shared/bench/dev")
     p.add_argument("--val", action="store_true", help="nomusic bench on training/data/val")
+    p.add_argument("--ema", action="store_true", help="export the checkpoint's moving average of the weights")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     model = Dfn3(base_model_dir())
@@ -70,9 +71,12 @@ def main(argv=None):
         step = 0
     else:
         st = torch.load(a.checkpoint, weights_only=False)
-        model.load_state_dict(st["model"])
+        if a.ema and st.get("ema") is None:
+            sys.exit(f"{a.checkpoint} has no moving average (train.py --ema)")
+        model.load_state_dict(st["ema"] if a.ema else st["model"])
         step = st["step"]
-        out = Path(a.out) if a.out else Path(a.checkpoint).parent / f"export-step{step}"
+        tag = "-ema" if a.ema else ""
+        out = Path(a.out) if a.out else Path(a.checkpoint).parent / f"export-step{step}{tag}"
     model.export(out)
     err = check_export(model, out)
     print(f"exported step {step} to {out} (onnxruntime vs torch: max abs err {err:.2e})", flush=True)

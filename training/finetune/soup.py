@@ -3,7 +3,8 @@ is the released model): one model, no extra inference cost.
 
     training/.venv/bin/python training/finetune/soup.py OUT.pt base:0.5 training/runs/dfn3-ft/ckpt_step1000.pt:0.5
 
-Each ingredient is CHECKPOINT:WEIGHT (`base` = the released DeepFilterNet3); the weights are
+Each ingredient is CHECKPOINT:WEIGHT (`base` = the released DeepFilterNet3; CHECKPOINT@ema takes a
+checkpoint's moving average of the weights, from train.py --ema); the weights are
 normalised to sum to 1. OUT.pt holds {model, step, soup} and is read by export_eval.py like a
 training checkpoint (its step is the largest ingredient step).
 """
@@ -31,8 +32,12 @@ def main(argv):
         if path == "base":
             sd = base
         else:
+            use_ema = path.endswith("@ema")
+            path = path.removesuffix("@ema")
             st = torch.load(path, weights_only=False)
-            sd, step = st["model"], max(step, st["step"])
+            if use_ema and st.get("ema") is None:
+                sys.exit(f"{path} has no moving average (train.py --ema)")
+            sd, step = st["ema" if use_ema else "model"], max(step, st["step"])
         if acc is None:
             acc = {k: torch.zeros_like(v, dtype=torch.float64) for k, v in sd.items() if v.is_floating_point()}
         for k in acc:

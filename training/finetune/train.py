@@ -41,6 +41,13 @@ def parse_args(argv=None):
     p.add_argument("--items-per-epoch", type=int, default=20000)
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--decay-from", type=int, default=None,
+                   help="from this step, cosine decay of the lr to --lr-min over --decay-steps steps")
+    p.add_argument("--decay-steps", type=int, default=2000)
+    p.add_argument("--lr-min", type=float, default=1e-5)
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="keep an exponential moving average of the weights with this decay (e.g. 0.998); "
+                        "saved as 'ema' in the checkpoints, validated beside the raw weights")
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--clip", type=float, default=10.0)
     p.add_argument("--steps", type=int, default=10 ** 9, help="stop after this many steps")
@@ -83,6 +90,7 @@ class Trainer:
         self.step = 0
         self.skipped = 0
         self.mixer = None
+        self.ema = None  # {name: tensor}, started from the weights at the first step (or loaded)
 
     # ---- data ------------------------------------------------------------------------
     def get_mixer(self):
@@ -143,7 +151,30 @@ class Trainer:
         return total, {k: float(v.detach()) for k, v in terms.items()}
 
     def lr_at(self, step):
-        return self.args.lr * min(1.0, (step + 1) / self.args.warmup)
+        a = self.args
+        lr = a.lr * min(1.0, (step + 1) / a.warmup)
+        if a.decay_from is not None and step >= a.decay_from:
+            t = min(1.0, (step - a.decay_from) / a.decay_steps)
+            lr = a.lr_min + (a.lr - a.lr_min) * 0.5 * (1.0 + math.cos(math.pi * t))
+        return lr
+
+    @torch.no_grad()
+    def update_ema(self):
+        sd = self.model.state_dict()
+        if self.ema is None:
+            self.ema = {k: v.detach().clone() for k, v in sd.items()}
+            return
+        d = self.args.ema
+        for k, v in sd.items():
+            if v.is_floating_point():
+                self.ema[k].mul_(d).add_(v.detach(), alpha=1.0 - d)
+            else:
+                self.ema[k].copy_(v)
+
+    def ema_model(self) -> Dfn3:
+        m = Dfn3(base_model_dir())
+        m.load_state_dict(self.ema)
+        return m
 
     def train_step(self, mix, speech, active):
         self.model.train()
@@ -158,13 +189,15 @@ class Trainer:
         else:  # never let one bad batch poison the weights; logged as grad_norm nan/inf
             self.skipped += 1
         self.step += 1
+        if self.args.ema > 0:
+            self.update_ema()
         return float(total.detach()), terms, float(gn)
 
     # ---- checkpoints -----------------------------------------------------------------
     def state(self):
         return dict(model=self.model.state_dict(), opt=self.opt.state_dict(), step=self.step,
                     torch_rng=torch.get_rng_state(), np_rng=np.random.get_state(),
-                    py_rng=random.getstate(), args=vars(self.args))
+                    py_rng=random.getstate(), args=vars(self.args), ema=self.ema)
 
     def save(self, path: Path):
         tmp = path.with_suffix(".tmp")
@@ -179,6 +212,8 @@ class Trainer:
         torch.set_rng_state(st["torch_rng"])
         np.random.set_state(st["np_rng"])
         random.setstate(st["py_rng"])
+        if self.args.ema > 0 and st.get("ema") is not None:
+            self.ema = st["ema"]
 
 
 def enhance_16k(model: Dfn3, x16: np.ndarray) -> np.ndarray:
@@ -271,6 +306,12 @@ def main(argv=None):
             append_csv(out / "val.csv", dict(step=tr.step, wall_s=round(time.time() - t_start, 1), **v,
                                              val_s=round(time.time() - t, 1)))
             print(f"step {tr.step} val {v} ({time.time() - t:.0f} s)", flush=True)
+            if tr.ema is not None:
+                t = time.time()
+                v = validate(tr.ema_model(), args.val_items)
+                append_csv(out / "val_ema.csv", dict(step=tr.step, wall_s=round(time.time() - t_start, 1), **v,
+                                                     val_s=round(time.time() - t, 1)))
+                print(f"step {tr.step} val (ema) {v} ({time.time() - t:.0f} s)", flush=True)
         if tr.step % args.keep_every == 0:
             tr.save(out / f"ckpt_step{tr.step}.pt")
         if time.time() - last_ckpt > args.ckpt_minutes * 60:
