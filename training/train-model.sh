@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# nomusic's built-in model from scratch, in one command:
+#
+#     bash training/train-model.sh            # data, the three training stages, export, benchmarks
+#     bash training/train-model.sh --install  # ... and put the weights into the binary's assets
+#
+# Stages (each resumes from its ckpt_latest.pt after an interruption; a finished stage is skipped):
+#   data  training/setup-train.sh + training/prepare.sh (training/README.md)
+#   A     from the released DeepFilterNet3, lr 2e-4, steps 1-1000
+#   B     from A's step 1000: + the -SI-SDR term, half the music-only weight, lr 1e-4, to step 3194
+#   C     from B's step 3194: the same losses, lr cosine-decayed 1e-4 -> 5e-6 over 1800 steps, with a
+#         moving average of the weights (decay 0.998), to step 4994; the shipped weights are its average
+#   ship  export_eval.py: the three ONNX graphs + config.ini in training/runs/ship, checked against
+#         the torch modules, `nomusic bench` on ../shared/bench/dev and on training/data/val
+#   --install: copies them to crates/models/assets/nomusic and rewrites the parity reference
+#
+# Everything is seeded (seed 0; a step's batch depends only on the step number), one CPU thread
+# per run, nice 19. About 4.8 hours of one thread for the three stages on this machine (~2.9 s a
+# step), plus ~35 minutes for the data. Runs go to training/runs/nomusic-{a,b,c} (git-ignored).
+#
+# NOMUSIC_RECIPE_SMOKE=1 runs the same plumbing with a few tiny steps per stage (batch 2, no
+# benchmarks, into training/runs/smoke-*): a check of this script, not a model.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=training/.venv/bin/python
+NICE="nice -n 19"
+INSTALL=0
+for arg in "$@"; do
+  case "$arg" in
+    --install) INSTALL=1 ;;
+    *) echo "usage: bash training/train-model.sh [--install]" >&2; exit 2 ;;
+  esac
+done
+
+if [ "${NOMUSIC_RECIPE_SMOKE:-0}" = 1 ]; then
+  PREFIX=training/runs/smoke
+  A_END=3; B_END=6; C_END=9; DECAY=3
+  EXTRA=(--batch 2 --val-items 2 --val-every 3 --keep-every 3)
+  [ "$INSTALL" = 0 ] || { echo "--install is refused in a smoke run" >&2; exit 2; }
+else
+  PREFIX=training/runs/nomusic
+  A_END=1000; B_END=3194; C_END=4994; DECAY=1800
+  EXTRA=()
+  bash training/setup-train.sh
+  bash training/prepare.sh
+fi
+
+# stage NAME END_STEP [train.py flags...]: trains training/runs/<prefix>-NAME to END_STEP and leaves
+# its last checkpoint as ckpt_final.pt.
+stage() {
+  local name="$1" end="$2"; shift 2
+  local out="$PREFIX-$name"
+  if [ -f "$out/ckpt_final.pt" ]; then
+    echo "== stage $name: done ($out/ckpt_final.pt)"
+    return
+  fi
+  mkdir -p "$out"
+  echo "== stage $name: to step $end -> $out (log: $out/log.txt)"
+  $NICE "$PY" training/finetune/train.py --out "$out" --resume --steps "$end" "${EXTRA[@]}" "$@" \
+    >> "$out/log.txt" 2>&1 || { tail -n 20 "$out/log.txt" >&2; exit 1; }
+  local got
+  got=$("$PY" -c "import sys, torch; print(torch.load(sys.argv[1], weights_only=False)['step'])" \
+    "$out/ckpt_latest.pt")
+  [ "$got" = "$end" ] || { echo "stage $name stopped at step $got, not $end (see $out/log.txt)" >&2; exit 1; }
+  cp "$out/ckpt_latest.pt" "$out/ckpt_final.pt"
+}
+
+stage a "$A_END"
+stage b "$B_END" --init "$PREFIX-a/ckpt_final.pt" --lr 1e-4 --w-mo 0.05 --w-sisdr 0.01
+stage c "$C_END" --init "$PREFIX-b/ckpt_final.pt" --lr 1e-4 --w-mo 0.05 --w-sisdr 0.01 \
+  --decay-from "$B_END" --decay-steps "$DECAY" --lr-min 5e-6 --ema 0.998
+
+SHIP="$PREFIX-ship"
+if [ "${NOMUSIC_RECIPE_SMOKE:-0}" = 1 ]; then
+  $NICE "$PY" training/finetune/export_eval.py "$PREFIX-c/ckpt_final.pt" --ema --out "$SHIP"
+  echo "smoke run done: $SHIP"
+  exit 0
+fi
+$NICE cargo build --release -p nomusic-cli
+$NICE "$PY" training/finetune/export_eval.py "$PREFIX-c/ckpt_final.pt" --ema --out "$SHIP" --bench --val
+if [ "$INSTALL" = 1 ]; then
+  cp "$SHIP"/{enc.onnx,erb_dec.onnx,df_dec.onnx,config.ini} crates/models/assets/nomusic/
+  "$PY" training/finetune/parity_ref.py
+  echo "installed: rebuild nomusic and run cargo test -p nomusic-models"
+fi
