@@ -4,7 +4,8 @@
 
 Left: training loss (mean over windows of 50 steps; runs with the -SI-SDR term have it left out,
 so the curves compare). Right: validation SI-SDRi (all items solid, vocal-music items dashed, dB)
-against the step, one colour per run.
+against the step, one colour per run; a run trained with --ema also gets its moving average of the
+weights (all items, dotted).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 
 
 def panel(x0, y0, w, h, series, title, xlabel):
-    """series: (name, [(x, y)], color, dashed)."""
+    """series: (name, [(x, y)], color, dash) with dash None (solid) or an SVG dash pattern."""
     xs = [x for s in series for x, _ in s[1]]
     ys = [y for s in series for _, y in s[1]]
     if not xs:
@@ -42,9 +43,9 @@ def panel(x0, y0, w, h, series, title, xlabel):
         out.append(f'<text x="{x0 - 4}" y="{sy(yv) + 4:.1f}" text-anchor="end" font-size="10">{yv:.3g}</text>')
         xv = xmin + (xmax - xmin) * i / 4
         out.append(f'<text x="{sx(xv):.1f}" y="{y0 + h + 14}" text-anchor="middle" font-size="10">{xv:.0f}</text>')
-    for k, (name, pts, color, dashed) in enumerate(series):
+    for k, (name, pts, color, dash_pattern) in enumerate(series):
         d = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
-        dash = ' stroke-dasharray="5,3"' if dashed else ""
+        dash = f' stroke-dasharray="{dash_pattern}"' if dash_pattern else ""
         marks = "".join(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{color}"/>' for x, y in pts) \
             if len(pts) < 40 else ""
         out.append(f'<polyline points="{d}" fill="none" stroke="{color}" stroke-width="1.5"{dash}/>{marks}')
@@ -71,9 +72,13 @@ def main(argv=None):
         w_sisdr = json.loads((run / "args.json").read_text()).get("w_sisdr", 0.0) if (run / "args.json").exists() else 0.0
         plain = [r["loss"] - w_sisdr * r.get("sisdr", 0.0) for r in tr]
         loss = [(tr[j + win - 1]["step"], sum(plain[j:j + win]) / win) for j in range(0, len(tr) - win + 1, win)]
-        loss_series.append((name, loss, color, False))
-        val_series.append((f"{name}: all", [(r["step"], r["si_sdri"]) for r in va], color, False))
-        val_series.append((f"{name}: vocal-music", [(r["step"], r["si_sdri_vocal"]) for r in va], color, True))
+        loss_series.append((name, loss, color, None))
+        val_series.append((f"{name}: all", [(r["step"], r["si_sdri"]) for r in va], color, None))
+        val_series.append((f"{name}: vocal-music", [(r["step"], r["si_sdri_vocal"]) for r in va], color, "5,3"))
+        if (run / "val_ema.csv").exists():
+            ema = list({r["step"]: r for r in read(run / "val_ema.csv")}.values())
+            val_series.append((f"{name}: all, average of weights", [(r["step"], r["si_sdri"]) for r in ema],
+                               color, "1.5,2.5"))
     h = 300 + 14 * max(0, len(val_series) - 4)
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="940" height="{h + 70}" font-family="sans-serif">',
            '<rect width="100%" height="100%" fill="white"/>',
