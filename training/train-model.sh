@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
 # nomusic's built-in model from scratch, in one command:
 #
-#     bash training/train-model.sh            # data, the three training stages, export, benchmarks
+#     bash training/train-model.sh            # data, the two training stages, export, benchmarks
 #     bash training/train-model.sh --install  # ... and put the weights into the binary's assets
 #
 # Stages (each resumes from its ckpt_latest.pt after an interruption; a finished stage is skipped):
 #   data  training/setup-train.sh + training/prepare.sh (training/README.md)
 #   A     from the released DeepFilterNet3, lr 2e-4, steps 1-1000
-#   B     from A's step 1000: + the -SI-SDR term, half the music-only weight, lr 1e-4, to step 3194
-#   C     from B's step 3194: the same losses, lr cosine-decayed 1e-4 -> 5e-6 over 1800 steps, with a
-#         moving average of the weights (decay 0.998), to step 4994; the shipped weights are its average
+#   B     from A's step 1000: + the -SI-SDR term, half the music-only weight, lr 1e-4, to step 3194;
+#         its last weights are the shipped ones (a stage C with a decaying lr and a moving average of
+#         the weights was tried and did not do better on the dev set: docs/MODEL.md)
 #   ship  export_eval.py: the three ONNX graphs + config.ini in training/runs/ship, checked against
 #         the torch modules, `nomusic bench` on ../shared/bench/dev and on training/data/val
 #   --install: copies them to crates/models/assets/nomusic and rewrites the parity reference
 #
 # Everything is seeded (seed 0; a step's batch depends only on the step number), one CPU thread
-# per run, nice 19. About 4.8 hours of one thread for the three stages on this machine (~2.9 s a
-# step), plus ~35 minutes for the data. Runs go to training/runs/nomusic-{a,b,c} (git-ignored).
+# per run, nice 19. About 3.2 hours of one thread for the two stages on this machine (~2.9 s a
+# step), plus ~35 minutes for the data. Runs go to training/runs/nomusic-{a,b,ship} (git-ignored).
 #
 # NOMUSIC_RECIPE_SMOKE=1 runs the same plumbing with a few tiny steps per stage (batch 2, no
 # benchmarks, into training/runs/smoke-*): a check of this script, not a model.
@@ -34,12 +34,12 @@ done
 
 if [ "${NOMUSIC_RECIPE_SMOKE:-0}" = 1 ]; then
   PREFIX=training/runs/smoke
-  A_END=3; B_END=6; C_END=9; DECAY=3
+  A_END=3; B_END=6
   EXTRA=(--batch 2 --val-items 2 --val-every 3 --keep-every 3)
   [ "$INSTALL" = 0 ] || { echo "--install is refused in a smoke run" >&2; exit 2; }
 else
   PREFIX=training/runs/nomusic
-  A_END=1000; B_END=3194; C_END=4994; DECAY=1800
+  A_END=1000; B_END=3194
   EXTRA=()
   bash training/setup-train.sh
   bash training/prepare.sh
@@ -67,17 +67,15 @@ stage() {
 
 stage a "$A_END"
 stage b "$B_END" --init "$PREFIX-a/ckpt_final.pt" --lr 1e-4 --w-mo 0.05 --w-sisdr 0.01
-stage c "$C_END" --init "$PREFIX-b/ckpt_final.pt" --lr 1e-4 --w-mo 0.05 --w-sisdr 0.01 \
-  --decay-from "$B_END" --decay-steps "$DECAY" --lr-min 5e-6 --ema 0.998
 
 SHIP="$PREFIX-ship"
 if [ "${NOMUSIC_RECIPE_SMOKE:-0}" = 1 ]; then
-  $NICE "$PY" training/finetune/export_eval.py "$PREFIX-c/ckpt_final.pt" --ema --out "$SHIP"
+  $NICE "$PY" training/finetune/export_eval.py "$PREFIX-b/ckpt_final.pt" --out "$SHIP"
   echo "smoke run done: $SHIP"
   exit 0
 fi
 $NICE cargo build --release -p nomusic-cli
-$NICE "$PY" training/finetune/export_eval.py "$PREFIX-c/ckpt_final.pt" --ema --out "$SHIP" --bench --val
+$NICE "$PY" training/finetune/export_eval.py "$PREFIX-b/ckpt_final.pt" --out "$SHIP" --bench --val
 if [ "$INSTALL" = 1 ]; then
   cp "$SHIP"/{enc.onnx,erb_dec.onnx,df_dec.onnx,config.ini} crates/models/assets/nomusic/
   "$PY" training/finetune/parity_ref.py
