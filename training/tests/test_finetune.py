@@ -188,3 +188,47 @@ def test_resume_continues_exactly(tmp_path):
     c.train_step(mix, sp, active)
     for (n, p), q in zip(a.model.named_parameters(), c.model.parameters()):
         assert torch.equal(p, q), n
+
+
+def test_cosine_decay_of_the_learning_rate(tmp_path):
+    """Warm-up, then constant, then from --decay-from a cosine down to --lr-min, which stays."""
+    import train
+    args = train.parse_args(["--out", str(tmp_path), "--lr", "1e-4", "--warmup", "10",
+                             "--decay-from", "100", "--decay-steps", "50", "--lr-min", "1e-6"])
+    tr = train.Trainer.__new__(train.Trainer)  # lr_at only reads the arguments
+    tr.args = args
+    assert tr.lr_at(0) == pytest.approx(1e-5)
+    assert tr.lr_at(50) == pytest.approx(1e-4)
+    assert tr.lr_at(100) == pytest.approx(1e-4)
+    assert tr.lr_at(125) == pytest.approx(1e-6 + 0.5 * (1e-4 - 1e-6))
+    assert tr.lr_at(150) == pytest.approx(1e-6)
+    assert tr.lr_at(10_000) == pytest.approx(1e-6)
+    lrs = [tr.lr_at(s) for s in range(100, 151)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_moving_average_of_the_weights_is_kept_and_resumed(tmp_path):
+    """--ema: the average starts at the first step's weights, follows d * avg + (1 - d) * w, is
+    saved in the checkpoint and goes on after a resume exactly as without the stop."""
+    import train
+    args = train.parse_args(["--out", str(tmp_path), "--warmup", "1", "--ema", "0.5"])
+    g = torch.Generator().manual_seed(1)
+    mix, sp = torch.randn(1, 480 * 30, generator=g) * 0.05, torch.randn(1, 480 * 30, generator=g) * 0.02
+    active = torch.ones(1, 30, dtype=torch.bool)
+    a = train.Trainer(args)
+    a.train_step(mix, sp, active)
+    w1 = {k: v.clone() for k, v in a.model.state_dict().items()}
+    assert all(torch.equal(a.ema[k], w1[k]) for k in w1)
+    a.train_step(mix, sp, active)
+    w2 = a.model.state_dict()
+    name = next(k for k in w1 if w1[k].is_floating_point() and not torch.equal(w1[k], w2[k]))
+    assert torch.allclose(a.ema[name], 0.5 * w1[name] + 0.5 * w2[name])
+    a.save(tmp_path / "ck.pt")
+    b = train.Trainer(args)
+    b.load(tmp_path / "ck.pt")
+    a.train_step(mix, sp, active)
+    b.train_step(mix, sp, active)
+    for k in a.ema:
+        assert torch.equal(a.ema[k], b.ema[k]), k
+    m = b.ema_model()
+    assert torch.equal(m.state_dict()[name], b.ema[name])
