@@ -1,0 +1,82 @@
+"""Oracle ceilings of the model's output structure on a benchmark set: what the best possible
+real-valued gains would score, computed from the clean stems, in the runner's own STFT (48 kHz,
+Vorbis window 960, hop 480; 16 kHz items are resampled to 48 kHz and back, as nomusic does).
+
+    training/.venv/bin/python training/finetune/oracle_ceiling.py [SET_DIR]   # default ../shared/bench/dev
+
+- irm_bin: per-bin amplitude ratio sqrt(|S|^2 / (|S|^2 + |M|^2)) everywhere;
+- erb_only: the same ratio per ERB band (DeepFilterNet3's 32 bands), no finer;
+- bin<4.8k+erb: per bin below 4.8 kHz (the deep filter's 96 bins), ERB bands above (the model's
+  structure, with a real mask standing in for the deep filter);
+- wiener_bin: per-bin power ratio |S|^2 / (|S|^2 + |M|^2).
+"""
+import glob
+import sys
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from ftcommon import SHARED  # noqa: E402  (sets sys.path)
+from dfn3 import erb_band_widths  # noqa: E402
+FFT, HOP, DF_BINS = 960, 480, 96
+EDGES = np.cumsum([0] + erb_band_widths())
+# Vorbis window: power-complementary at hop FFT/2, so analysis + synthesis reconstructs exactly.
+WINDOW = np.sin(0.5 * np.pi * np.sin(np.pi * (np.arange(FFT) + 0.5) / FFT) ** 2)
+
+
+def stft(x: np.ndarray) -> np.ndarray:
+    x = np.concatenate([np.zeros(HOP), x, np.zeros(FFT)])
+    frames = np.lib.stride_tricks.sliding_window_view(x, FFT)[::HOP]
+    return np.fft.rfft(frames * WINDOW, axis=-1)
+
+
+def istft(spec: np.ndarray, n: int) -> np.ndarray:
+    frames = np.fft.irfft(spec, n=FFT, axis=-1) * WINDOW
+    out = np.zeros(HOP * (len(frames) + 1))
+    for i, f in enumerate(frames):
+        out[i * HOP:i * HOP + FFT] += f
+    return out[HOP:HOP + n]
+
+
+def si_sdr(est: np.ndarray, ref: np.ndarray) -> float:
+    target = np.dot(est, ref) / np.dot(ref, ref) * ref
+    return float(10 * np.log10(np.sum(target ** 2) / np.sum((est - target) ** 2)))
+
+
+def band_power(power: np.ndarray) -> np.ndarray:
+    """Each bin gets the summed power of its ERB band."""
+    out = np.empty_like(power)
+    for lo, hi in zip(EDGES[:-1], EDGES[1:]):
+        out[:, lo:hi] = power[:, lo:hi].sum(-1, keepdims=True)
+    return out
+
+
+def main(argv):
+    set_dir = argv[1] if len(argv) > 1 else str(SHARED / "bench" / "dev")
+    items = sorted(p.rsplit("/", 1)[0] for p in glob.glob(f"{set_dir}/*/speech.wav"))
+    if not items:
+        sys.exit(f"no items (*/speech.wav, music.wav) in {set_dir}")
+    rows = {k: [] for k in ("irm_bin", "erb_only", "bin<4.8k+erb", "wiener_bin")}
+    for d in items:
+        s16, _ = sf.read(f"{d}/speech.wav")
+        m16, _ = sf.read(f"{d}/music.wav")
+        s, m = resample_poly(s16, 3, 1), resample_poly(m16, 3, 1)
+        mix = stft(s + m)
+        ps, pm = np.abs(stft(s)) ** 2, np.abs(stft(m)) ** 2
+        wiener = ps / (ps + pm + 1e-20)
+        erb = np.sqrt(band_power(ps) / (band_power(ps) + band_power(pm) + 1e-20))
+        hybrid = erb.copy()
+        hybrid[:, :DF_BINS] = np.sqrt(wiener[:, :DF_BINS])
+        gains = {"irm_bin": np.sqrt(wiener), "erb_only": erb, "bin<4.8k+erb": hybrid, "wiener_bin": wiener}
+        base = si_sdr(s16 + m16, s16)
+        for k, g in gains.items():
+            y = resample_poly(istft(g * mix, len(s)), 1, 3)[:len(s16)]
+            rows[k].append(si_sdr(y, s16) - base)
+    print(f"{len(items)} items in {set_dir}")
+    for k, v in rows.items():
+        print(f"{k:14s} SI-SDRi {np.mean(v):.2f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv)
