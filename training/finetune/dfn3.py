@@ -76,6 +76,26 @@ def vorbis_window(n):
     return np.sin(0.5 * np.pi * np.sin(np.pi * (i + 0.5) / n) ** 2).astype(np.float32)
 
 
+def stft_np(x: np.ndarray, fft: int) -> np.ndarray:
+    """Unscaled numpy STFT with the runner's framing (Vorbis window `fft`, hop fft/2, one hop of
+    zeros in front), for analysis scripts; `istft_np` inverts it exactly (the window is
+    power-complementary at hop fft/2)."""
+    hop = fft // 2
+    x = np.concatenate([np.zeros(hop), x, np.zeros(fft)])
+    frames = np.lib.stride_tricks.sliding_window_view(x, fft)[::hop]
+    return np.fft.rfft(frames * vorbis_window(fft), axis=-1)
+
+
+def istft_np(spec: np.ndarray, n: int, fft: int) -> np.ndarray:
+    """Inverse of `stft_np`: the first `n` samples of the overlap-added, windowed frames."""
+    hop = fft // 2
+    frames = np.fft.irfft(spec, n=fft, axis=-1) * vorbis_window(fft)
+    out = np.zeros(hop * (len(frames) + 1))
+    for i, f in enumerate(frames):
+        out[i * hop:i * hop + fft] += f
+    return out[hop:hop + n]
+
+
 class Dfn3(torch.nn.Module):
     def __init__(self, model_dir: str | os.PathLike):
         super().__init__()

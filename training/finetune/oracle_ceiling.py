@@ -17,31 +17,11 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from ftcommon import SHARED  # noqa: E402  (sets sys.path)
-from dfn3 import erb_band_widths  # noqa: E402
-FFT, HOP, DF_BINS = 960, 480, 96
+from ftcommon import SHARED, si_sdr  # noqa: E402  (sets sys.path)
+from dfn3 import erb_band_widths, istft_np, stft_np  # noqa: E402
+
+FFT, DF_BINS = 960, 96
 EDGES = np.cumsum([0] + erb_band_widths())
-# Vorbis window: power-complementary at hop FFT/2, so analysis + synthesis reconstructs exactly.
-WINDOW = np.sin(0.5 * np.pi * np.sin(np.pi * (np.arange(FFT) + 0.5) / FFT) ** 2)
-
-
-def stft(x: np.ndarray) -> np.ndarray:
-    x = np.concatenate([np.zeros(HOP), x, np.zeros(FFT)])
-    frames = np.lib.stride_tricks.sliding_window_view(x, FFT)[::HOP]
-    return np.fft.rfft(frames * WINDOW, axis=-1)
-
-
-def istft(spec: np.ndarray, n: int) -> np.ndarray:
-    frames = np.fft.irfft(spec, n=FFT, axis=-1) * WINDOW
-    out = np.zeros(HOP * (len(frames) + 1))
-    for i, f in enumerate(frames):
-        out[i * HOP:i * HOP + FFT] += f
-    return out[HOP:HOP + n]
-
-
-def si_sdr(est: np.ndarray, ref: np.ndarray) -> float:
-    target = np.dot(est, ref) / np.dot(ref, ref) * ref
-    return float(10 * np.log10(np.sum(target ** 2) / np.sum((est - target) ** 2)))
 
 
 def band_power(power: np.ndarray) -> np.ndarray:
@@ -62,8 +42,8 @@ def main(argv):
         s16, _ = sf.read(f"{d}/speech.wav")
         m16, _ = sf.read(f"{d}/music.wav")
         s, m = resample_poly(s16, 3, 1), resample_poly(m16, 3, 1)
-        mix = stft(s + m)
-        ps, pm = np.abs(stft(s)) ** 2, np.abs(stft(m)) ** 2
+        mix = stft_np(s + m, FFT)
+        ps, pm = np.abs(stft_np(s, FFT)) ** 2, np.abs(stft_np(m, FFT)) ** 2
         wiener = ps / (ps + pm + 1e-20)
         erb = np.sqrt(band_power(ps) / (band_power(ps) + band_power(pm) + 1e-20))
         hybrid = erb.copy()
@@ -71,7 +51,7 @@ def main(argv):
         gains = {"irm_bin": np.sqrt(wiener), "erb_only": erb, "bin<4.8k+erb": hybrid, "wiener_bin": wiener}
         base = si_sdr(s16 + m16, s16)
         for k, g in gains.items():
-            y = resample_poly(istft(g * mix, len(s)), 1, 3)[:len(s16)]
+            y = resample_poly(istft_np(g * mix, len(s), FFT), 1, 3)[:len(s16)]
             rows[k].append(si_sdr(y, s16) - base)
     print(f"{len(items)} items in {set_dir}")
     for k, v in rows.items():

@@ -12,27 +12,11 @@ import sys
 import numpy as np
 import soundfile as sf
 
-FFT, HOP = 320, 160
-WINDOW = np.sin(0.5 * np.pi * np.sin(np.pi * (np.arange(FFT) + 0.5) / FFT) ** 2)  # Vorbis
+from ftcommon import si_sdr  # noqa: E402  (sets sys.path)
+from dfn3 import istft_np, stft_np  # noqa: E402
+
+FFT = 320
 VARIANTS = (("none", None), ("pf0.02", 0.02), ("pf0.05", 0.05), ("pf0.1", 0.1), ("pow1.3", 1.3), ("pow1.6", 1.6))
-
-
-def stft(x):
-    x = np.concatenate([np.zeros(HOP), x, np.zeros(FFT)])
-    return np.fft.rfft(np.lib.stride_tricks.sliding_window_view(x, FFT)[::HOP] * WINDOW, axis=-1)
-
-
-def istft(spec, n):
-    frames = np.fft.irfft(spec, n=FFT, axis=-1) * WINDOW
-    out = np.zeros(HOP * (len(frames) + 1))
-    for i, f in enumerate(frames):
-        out[i * HOP:i * HOP + FFT] += f
-    return out[HOP:HOP + n]
-
-
-def si_sdr(est, ref):
-    target = np.dot(est, ref) / np.dot(ref, ref) * ref
-    return 10 * np.log10(np.sum(target ** 2) / np.sum((est - target) ** 2))
 
 
 def post_filter(gain, beta):
@@ -50,17 +34,17 @@ def run(set_dir, est_dir):
         y, _ = sf.read(f"{est_dir}/{item}.wav")
         n = min(len(s), len(y))
         s, x, y = s[:n], x[:n], y[:n]
-        est = stft(y)
-        gain = np.clip(np.abs(est) / (np.abs(stft(x)) + 1e-12), 0, 1)
+        est = stft_np(y, FFT)
+        gain = np.clip(np.abs(est) / (np.abs(stft_np(x, FFT)) + 1e-12), 0, 1)
         safe = np.maximum(gain, 1e-12)
         base = si_sdr(x, s)
         for name, p in VARIANTS:
             if p is None:
                 z = y
             elif name.startswith("pf"):
-                z = istft(est * post_filter(gain, p) / safe, n)
+                z = istft_np(est * post_filter(gain, p) / safe, n, FFT)
             else:
-                z = istft(est * safe ** (p - 1), n)
+                z = istft_np(est * safe ** (p - 1), n, FFT)
             scores[name].append(si_sdr(z, s) - base)
     for name, v in scores.items():
         print(f"  {name:8s} SI-SDRi {np.mean(v):.2f}")

@@ -232,3 +232,15 @@ def test_moving_average_of_the_weights_is_kept_and_resumed(tmp_path):
         assert torch.equal(a.ema[k], b.ema[k]), k
     m = b.ema_model()
     assert torch.equal(m.state_dict()[name], b.ema[name])
+
+
+def test_numpy_stft_inverts_exactly_and_frames_like_the_torch_one(model):
+    """stft_np/istft_np (the analysis scripts' STFT) reconstruct the input, and their frames are the
+    torch pipeline's frames up to its constant wnorm scale."""
+    from dfn3 import istft_np, stft_np
+    x = np.random.default_rng(3).standard_normal(480 * 50)
+    for fft in (320, 960):
+        np.testing.assert_allclose(istft_np(stft_np(x, fft), len(x), fft), x, atol=1e-6)
+    ref = model.stft(torch.from_numpy(x.astype(np.float32))[None])[0].numpy()
+    ours = stft_np(x, 960)[: ref.shape[0]] * model.wnorm
+    np.testing.assert_allclose(ours, ref, atol=1e-5 * np.abs(ref).max())
