@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ftcommon import ROOT, SHARED, VAL_DIR, base_model_dir  # noqa: E402
+from ftcommon import ROOT, SHARED, VAL_DIR, base_model_dir, checkpoint_weights  # noqa: E402
 from dfn3 import Dfn3  # noqa: E402
 
 
@@ -70,11 +70,8 @@ def main(argv=None):
         out = Path(a.out) if a.out else base_model_dir()
         step = 0
     else:
-        st = torch.load(a.checkpoint, weights_only=False)
-        if a.ema and st.get("ema") is None:
-            sys.exit(f"{a.checkpoint} has no moving average (train.py --ema)")
-        model.load_state_dict(st["ema"] if a.ema else st["model"])
-        step = st["step"]
+        weights, step = checkpoint_weights(a.checkpoint, ema=a.ema)
+        model.load_state_dict(weights)
         tag = "-ema" if a.ema else ""
         out = Path(a.out) if a.out else Path(a.checkpoint).parent / f"export-step{step}{tag}"
     model.export(out)

@@ -37,6 +37,16 @@ def base_model_dir() -> Path:
     return BASE_DIR
 
 
+def checkpoint_weights(path: str | Path, ema: bool = False) -> tuple[dict, int]:
+    """(state dict, step) of a train.py checkpoint: its weights, or with `ema` their moving
+    average (train.py --ema); a checkpoint without one is refused by name."""
+    import torch
+    st = torch.load(path, weights_only=False)
+    if ema and st.get("ema") is None:
+        sys.exit(f"{path} has no moving average (train.py --ema)")
+    return st["ema" if ema else "model"], st["step"]
+
+
 def si_sdr(est: np.ndarray, ref: np.ndarray, eps: float = 1e-12) -> float:
     """As ../shared/bench/score.py defines it."""
     est, ref = est.astype(np.float64), ref.astype(np.float64)

@@ -14,7 +14,7 @@ import sys
 
 import torch
 
-from ftcommon import base_model_dir  # noqa: E402  (sets sys.path)
+from ftcommon import base_model_dir, checkpoint_weights  # noqa: E402  (sets sys.path)
 from dfn3 import Dfn3  # noqa: E402
 
 
@@ -32,12 +32,8 @@ def main(argv):
         if path == "base":
             sd = base
         else:
-            use_ema = path.endswith("@ema")
-            path = path.removesuffix("@ema")
-            st = torch.load(path, weights_only=False)
-            if use_ema and st.get("ema") is None:
-                sys.exit(f"{path} has no moving average (train.py --ema)")
-            sd, step = st["ema" if use_ema else "model"], max(step, st["step"])
+            sd, ckpt_step = checkpoint_weights(path.removesuffix("@ema"), ema=path.endswith("@ema"))
+            step = max(step, ckpt_step)
         if acc is None:
             acc = {k: torch.zeros_like(v, dtype=torch.float64) for k, v in sd.items() if v.is_floating_point()}
         for k in acc:
