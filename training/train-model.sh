@@ -10,7 +10,7 @@
 #   B     from A's step 1000: + the -SI-SDR term, half the music-only weight, lr 1e-4, to step 3194;
 #         its last weights are the shipped ones (a stage C with a decaying lr and a moving average of
 #         the weights was tried and did not do better on the dev set: docs/MODEL.md)
-#   ship  export_eval.py: the three ONNX graphs + config.ini in training/runs/ship, checked against
+#   ship  export_eval.py: the three ONNX graphs + config.ini in training/runs/nomusic-ship, checked against
 #         the torch modules, `nomusic bench` on ../shared/bench/dev and on training/data/val
 #   --install: copies them to crates/models/assets/nomusic and rewrites the parity reference
 #

@@ -20,6 +20,11 @@ def read(path: Path) -> list[dict]:
         return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
 
 
+def read_validation(path: Path) -> list[dict]:
+    """val.csv / val_ema.csv, one row per step (a resumed run may repeat a step: the last counts)."""
+    return list({r["step"]: r for r in read(path)}.values()) if path.exists() else []
+
+
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 
 
@@ -66,8 +71,7 @@ def main(argv=None):
         name = name or run.name
         color = COLORS[i % len(COLORS)]
         tr = read(run / "train.csv")
-        va = read(run / "val.csv") if (run / "val.csv").exists() else []
-        va = list({r["step"]: r for r in va}.values())  # a resumed run may repeat a step
+        va = read_validation(run / "val.csv")
         # The loss without the optional -SI-SDR term (negative dB), so that runs compare.
         w_sisdr = json.loads((run / "args.json").read_text()).get("w_sisdr", 0.0) if (run / "args.json").exists() else 0.0
         plain = [r["loss"] - w_sisdr * r.get("sisdr", 0.0) for r in tr]
@@ -75,8 +79,8 @@ def main(argv=None):
         loss_series.append((name, loss, color, None))
         val_series.append((f"{name}: all", [(r["step"], r["si_sdri"]) for r in va], color, None))
         val_series.append((f"{name}: vocal-music", [(r["step"], r["si_sdri_vocal"]) for r in va], color, "5,3"))
-        if (run / "val_ema.csv").exists():
-            ema = list({r["step"]: r for r in read(run / "val_ema.csv")}.values())
+        ema = read_validation(run / "val_ema.csv")
+        if ema:
             val_series.append((f"{name}: all, average of weights", [(r["step"], r["si_sdri"]) for r in ema],
                                color, "1.5,2.5"))
     h = 300 + 14 * max(0, len(val_series) - 4)

@@ -91,6 +91,7 @@ class Trainer:
         self.skipped = 0
         self.mixer = None
         self.ema = None  # {name: tensor}, started from the weights at the first step (or loaded)
+        self._ema_model = None  # a model to validate the average with, built on first use
 
     # ---- data ------------------------------------------------------------------------
     def get_mixer(self):
@@ -172,9 +173,11 @@ class Trainer:
                 self.ema[k].copy_(v)
 
     def ema_model(self) -> Dfn3:
-        m = Dfn3(base_model_dir())
-        m.load_state_dict(self.ema)
-        return m
+        """A model holding the current moving average (the graphs are built once)."""
+        if self._ema_model is None:
+            self._ema_model = Dfn3(base_model_dir())
+        self._ema_model.load_state_dict(self.ema)
+        return self._ema_model
 
     def train_step(self, mix, speech, active):
         self.model.train()
