@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import sys
 import time
 from dataclasses import dataclass, field, asdict
@@ -114,8 +115,20 @@ def is_val_music(path: str) -> bool:
     return stable_hash("valmusic:" + path) % 1000 < VAL_FRACTION_MUSIC * 1000
 
 
-def load_pools(split: str, sr: int = 16000) -> tuple[Pool, Pool, Pool | None]:
-    """(speech, music, sung) pools for split 'train' or 'val'."""
+SUNG_SETS = {"world": "corpus:", "psola": "psola:"}  # sung stem families by catalog package prefix
+
+
+def sung_split_key(row: dict) -> str:
+    """The name that puts a sung stem in the train or the val split: a PSOLA render goes where the
+    WORLD stem of the same utterance goes, so no utterance is sung on both sides."""
+    if row["package"].startswith(SUNG_SETS["psola"]):
+        return re.sub(r"_r\d+\.flac$", ".flac", row["file16"].replace("psola/", "sung/", 1))
+    return row["file16"]
+
+
+def load_pools(split: str, sr: int = 16000, sung_sets: tuple[str, ...] = ("world",)) -> tuple[Pool, Pool, Pool | None]:
+    """(speech, music, sung) pools for split 'train' or 'val'; sung_sets picks the sung stem
+    families (SUNG_SETS: 'world' from singing/synth.py, 'psola' from singing/psola.py)."""
     rows = speech_manifest()
     reserved = singing_speakers(rows)
     if split == "train":
@@ -128,7 +141,9 @@ def load_pools(split: str, sr: int = 16000) -> tuple[Pool, Pool, Pool | None]:
     want_val = split == "val"
     # the held-out tracks are chosen on the 16 kHz name, so they are the same at both rates
     back = [r for r in cat if r["kind"] != "sung" and is_val_music(r["file16"]) == want_val]
-    sung = [r for r in cat if r["kind"] == "sung" and is_val_music(r["file16"]) == want_val]
+    prefixes = tuple(SUNG_SETS[k] for k in sung_sets)
+    sung = [r for r in cat if r["kind"] == "sung" and r["package"].startswith(prefixes)
+            and is_val_music(sung_split_key(r)) == want_val]
     music = Pool.from_files([MUSIC / r[col] for r in back], back, sr, f"music-{split}")
     sung_pool = Pool.from_files([MUSIC / r[col] for r in sung], sung, sr, f"sung-{split}") if sung else None
     return speech, music, sung_pool

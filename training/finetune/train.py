@@ -58,6 +58,8 @@ def parse_args(argv=None):
     p.add_argument("--val-items", type=int, default=60)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--p-sung", type=float, default=None, help="MixConfig.p_sung (ablation: 0)")
+    p.add_argument("--sung", default="world",
+                   help="sung stem families, comma-separated: world (singing/synth.py), psola (singing/psola.py)")
     # loss weights
     p.add_argument("--w-spec", type=float, default=100.0)
     p.add_argument("--w-mr", type=float, default=20.0)
@@ -101,7 +103,8 @@ class Trainer:
             if self.args.p_sung is not None:
                 kw["p_sung"] = self.args.p_sung
             cfg = MixConfig(**kw)
-            self.mixer = Mixer(*load_pools("train", 48000), cfg, seed=self.args.seed)
+            sets = tuple(k.strip() for k in self.args.sung.split(",") if k.strip())
+            self.mixer = Mixer(*load_pools("train", 48000, sung_sets=sets), cfg, seed=self.args.seed)
         return self.mixer
 
     def batch(self, step):

@@ -67,6 +67,9 @@ def main():
     lines += ["- **corpus:*** (kind sung): singing-like stems re-synthesised with WORLD from speech of the speakers "
               "listed in training/data/singing_speakers.txt (never used as speech targets); licence of the source "
               "corpus (see ../shared/corpus/speech/SOURCES.md).",
+              "- **psola:*** (kind sung): the same speakers' clips sung with Praat's overlap-add (PSOLA) and "
+              "formant shifts, by training/singing/psola.py; used in training only with train.py --sung psola; "
+              "licence of the source corpus.",
               "- Sound fonts: FluidR3_GM (fluid-soundfont-gm, MIT) and TimGM6mb (timgm6mb-soundfont, GPL-2).", ""]
     (TRAINING / "MUSIC_SOURCES.md").write_text("\n".join(lines))
     print("\n".join(lines[8:8 + len(agg) + 3]))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,12 +48,25 @@ def hz(midi: np.ndarray | float) -> np.ndarray | float:
     return 440.0 * 2 ** ((np.asarray(midi) - 69) / 12)
 
 
-def sing(x: np.ndarray, fs: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-    x = x.astype(np.float64)
+def pitch(x: np.ndarray, fs: int) -> np.ndarray:
+    """F0 per 5 ms frame (DIO + StoneMask), 0 where unvoiced."""
     f0, t = pyworld.dio(x, fs, frame_period=FP, f0_floor=60, f0_ceil=600)
-    f0 = pyworld.stonemask(x, f0, t, fs)
-    sp = pyworld.cheaptrick(x, f0, t, fs)
-    ap = pyworld.d4c(x, f0, t, fs)
+    return pyworld.stonemask(x, f0, t, fs)
+
+
+@dataclass
+class Score:
+    """How to sing a clip: src_pos[i] is the source frame heard at output frame i; midi[i] the
+    sung pitch there (used where voiced[i])."""
+    src_pos: np.ndarray
+    voiced: np.ndarray
+    midi: np.ndarray
+    info: dict
+
+
+def score(f0: np.ndarray, rng: np.random.Generator) -> Score:
+    """Held vowels on whole eighth notes and a melody with portamento and vibrato (see the module
+    docstring) for a clip whose F0 track is f0."""
     voiced = f0 > 0
     # drop voiced blips shorter than 40 ms
     for a, b in runs(voiced):
@@ -90,7 +104,6 @@ def sing(x: np.ndarray, fs: int, rng: np.random.Generator) -> tuple[np.ndarray, 
     src_pos.extend(np.arange(prev, len(f0), dtype=np.float64))
     src_pos = np.array(src_pos)
     idx = np.clip(np.round(src_pos).astype(int), 0, len(f0) - 1)
-    sp2, ap2 = sp[idx], ap[idx]
     n_out = len(idx)
     v_out = voiced[idx]
 
@@ -140,11 +153,24 @@ def sing(x: np.ndarray, fs: int, rng: np.random.Generator) -> tuple[np.ndarray, 
     drift = np.cumsum(rng.standard_normal(n_out)) * 0.004
     drift -= np.linspace(drift[0], drift[-1], n_out)  # slow wander, ends where it starts
     midi_curve = sm + depth * env * np.sin(phase) + np.clip(drift, -0.3, 0.3)
+    info = dict(bpm=round(bpm, 1), notes=len(notes), vibrato_hz=round(rate, 2),
+                vibrato_cents=round(depth * 100), layer="none")
+    return Score(src_pos, v_out, midi_curve, info)
+
+
+def sing(x: np.ndarray, fs: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """WORLD re-synthesis of x along a random score, now and then with a harmony or double."""
+    x = x.astype(np.float64)
+    f0 = pitch(x, fs)
+    t = np.arange(len(f0)) * FP / 1000
+    sp = pyworld.cheaptrick(x, f0, t, fs)
+    ap = pyworld.d4c(x, f0, t, fs)
+    sc = score(f0, rng)
+    idx = np.clip(np.round(sc.src_pos).astype(int), 0, len(f0) - 1)
+    sp2, ap2, v_out, midi_curve, info = sp[idx], ap[idx], sc.voiced, sc.midi, sc.info
     f0_out = np.where(v_out, hz(midi_curve), 0.0)
 
     y = pyworld.synthesize(f0_out, sp2, ap2, fs, FP)
-    info = dict(bpm=round(bpm, 1), notes=len(notes), vibrato_hz=round(rate, 2),
-                vibrato_cents=round(depth * 100), layer="none")
     u = rng.random()
     if u < 0.2:  # harmony voice
         interval = int(rng.choice([3, 4, 7, -5, -8, 12, -12]))
