@@ -10,7 +10,8 @@ band-limited to 8 kHz because the corpus is 16 kHz):
     speech-only-free (music-only) stretches unless the speech fills it;
   * music track: a random segment of a Debian soundtrack or a FluidSynth render, in 30 % of items
     layered with a sung stem (training/singing) at -6..+6 dB against the backing; then random EQ
-    (biquad shelves/peaks), mild synthetic reverb and slow gain ramps;
+    (biquad shelves/peaks), mild synthetic reverb and slow gain ramps; optionally (p_bandlimit)
+    band-limited to 8 kHz, as in 16 kHz material played at 48 kHz;
   * speech-to-music ratio (SMR) uniform in [-10, +15] dB, defined as in the benchmark:
     10*log10(mean(speech^2) / mean(music^2)) over the speech-active samples;
   * a few music-only and speech-only items; random overall level, peak kept below 0.99.
@@ -242,6 +243,7 @@ class MixConfig:
     p_reverb: float = 0.3
     p_ramp: float = 0.4
     p_music_gap: float = 0.15        # music starts late / stops early: speech-only stretches
+    p_bandlimit: float = 0.0         # at sr > 16 kHz: music band-limited to 8 kHz like 16 kHz material
     level_dbfs: tuple[float, float] = (-35.0, -15.0)  # mixture RMS
     lead_in_s: tuple[float, float] = (0.0, 1.5)
     gap_s: tuple[float, float] = (0.2, 1.5)
@@ -383,6 +385,10 @@ class Mixer:
             if np.mean(gated[active] ** 2) > 0.05 * np.mean(m[active] ** 2):  # still music under the speech
                 m = gated
                 minfo["music_gap"] = True
+        if mode != "speech_only" and cfg.p_bandlimit > 0 and cfg.sr > 16000 and rng.random() < cfg.p_bandlimit:
+            # a 16 kHz source played at the model's rate (the speech corpus is 16 kHz already)
+            m = resample(resample(m, cfg.sr, 16000), 16000, cfg.sr)[:n]
+            minfo["bandlimited"] = True
         if mode == "mix":
             ps = np.mean(s[active].astype(np.float64) ** 2)
             pm = np.mean(m[active].astype(np.float64) ** 2)

@@ -58,6 +58,8 @@ def parse_args(argv=None):
     p.add_argument("--val-items", type=int, default=60)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--p-sung", type=float, default=None, help="MixConfig.p_sung (ablation: 0)")
+    p.add_argument("--p-bandlimit", type=float, default=0.0,
+                   help="MixConfig.p_bandlimit: share of items whose music is band-limited to 8 kHz (16 kHz material)")
     p.add_argument("--sung", default="world",
                    help="sung stem families, comma-separated: world (singing/synth.py), psola (singing/psola.py)")
     # loss weights
@@ -102,6 +104,7 @@ class Trainer:
             kw = dict(sr=48000, seconds=self.args.seconds)
             if self.args.p_sung is not None:
                 kw["p_sung"] = self.args.p_sung
+            kw["p_bandlimit"] = self.args.p_bandlimit
             cfg = MixConfig(**kw)
             sets = tuple(k.strip() for k in self.args.sung.split(",") if k.strip())
             self.mixer = Mixer(*load_pools("train", 48000, sung_sets=sets), cfg, seed=self.args.seed)

@@ -115,3 +115,30 @@ def test_pool_pickles_without_copying(tmp_path, monkeypatch):
     assert len(blob) < 10_000  # the samples are not in the pickle
     back = pickle.loads(blob)
     assert np.array_equal(back.clip(1), pool.clip(1)) and abs(back.clip(2).max() - 0.1) < 1e-3
+
+
+def test_bandlimited_music_at_48k():
+    """p_bandlimit: the music of such items has no energy above 8 kHz, the SMR still holds, and
+    items without it are the items of a mixer that has none (no extra random draws)."""
+    sr = 48000
+    rng = np.random.default_rng(4)
+    sp = [(0.1 * rng.standard_normal(3 * sr)).astype(np.float32) for _ in range(4)]
+    mu = [(0.2 * rng.standard_normal(5 * sr)).astype(np.float32) for _ in range(3)]
+    pools48 = (Pool.from_arrays(sp, sr, [dict(speaker=f"s{k}") for k in range(4)]), Pool.from_arrays(mu, sr), None)
+    plain = Mixer(*pools48, MixConfig(sr=sr, seconds=2.0), seed=0)
+    off = Mixer(*pools48, MixConfig(sr=sr, seconds=2.0, p_bandlimit=0.0), seed=0)
+    on = Mixer(*pools48, MixConfig(sr=sr, seconds=2.0, p_bandlimit=1.0), seed=0)
+    n_limited = 0
+    for i in range(12):
+        assert np.array_equal(plain.item(0, i).mixture, off.item(0, i).mixture)
+        it = on.item(0, i)
+        if it.info["mode"] == "speech_only":
+            continue
+        assert it.info.get("bandlimited")
+        spec = np.abs(np.fft.rfft(it.music)) ** 2
+        f = np.fft.rfftfreq(len(it.music), 1 / sr)
+        assert spec[f > 9000].sum() < 1e-4 * spec.sum()
+        if it.info["mode"] == "mix":
+            assert abs(smr_active_db(it.speech, it.music, it.active) - it.info["smr_target_db"]) < 0.01
+        n_limited += 1
+    assert n_limited >= 8
