@@ -2,7 +2,9 @@
 real-valued gains would score, computed from the clean stems, in the runner's own STFT (48 kHz,
 Vorbis window 960, hop 480; 16 kHz items are resampled to 48 kHz and back, as nomusic does).
 
-    training/.venv/bin/python training/finetune/oracle_ceiling.py [SET_DIR]   # default ../shared/bench/dev
+    training/.venv/bin/python training/finetune/oracle_ceiling.py [SET_DIR] [--gaps BENCH_JSON]
+    # SET_DIR defaults to ../shared/bench/dev; --gaps prints, per item, a model's SI-SDRi (from
+    # `nomusic bench --json`, e.g. training/runs/ship/bench-dev.json) beside the per-bin oracle
 
 - irm_bin: per-bin amplitude ratio sqrt(|S|^2 / (|S|^2 + |M|^2)) everywhere;
 - erb_only: the same ratio per ERB band (DeepFilterNet3's 32 bands), no finer;
@@ -11,6 +13,7 @@ Vorbis window 960, hop 480; 16 kHz items are resampled to 48 kHz and back, as no
 - wiener_bin: per-bin power ratio |S|^2 / (|S|^2 + |M|^2).
 """
 import glob
+import json
 import sys
 
 import numpy as np
@@ -33,6 +36,11 @@ def band_power(power: np.ndarray) -> np.ndarray:
 
 
 def main(argv):
+    gaps = None
+    if "--gaps" in argv:
+        k = argv.index("--gaps")
+        gaps = {it["id"]: it["si_sdri"] for it in json.load(open(argv[k + 1]))["items"]}
+        argv = argv[:k] + argv[k + 2:]
     set_dir = argv[1] if len(argv) > 1 else str(SHARED / "bench" / "dev")
     items = sorted(p.rsplit("/", 1)[0] for p in glob.glob(f"{set_dir}/*/speech.wav"))
     if not items:
@@ -53,6 +61,10 @@ def main(argv):
         for k, g in gains.items():
             y = resample_poly(istft_np(g * mix, len(s), FFT), 1, 3)[:len(s16)]
             rows[k].append(si_sdr(y, s16) - base)
+        name = d.rstrip("/").rsplit("/", 1)[-1]
+        if gaps is not None and name in gaps:
+            print(f"{name}: model {gaps[name]:6.2f}  oracle irm_bin {rows['irm_bin'][-1]:6.2f}  "
+                  f"gap {rows['irm_bin'][-1] - gaps[name]:5.2f}")
     print(f"{len(items)} items in {set_dir}")
     for k, v in rows.items():
         print(f"{k:14s} SI-SDRi {np.mean(v):.2f}")
