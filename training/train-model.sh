@@ -16,7 +16,7 @@
 #
 # Everything is seeded (seed 0; a step's batch depends only on the step number), one CPU thread
 # per run, nice 19. About 3.2 hours of one thread for the two stages on this machine (~2.9 s a
-# step), plus ~35 minutes for the data. Runs go to training/runs/nomusic-{a,b,ship} (git-ignored).
+# step), plus ~40 minutes for the data (of which ~6 for the PSOLA stems, which this recipe does not use). Runs go to training/runs/nomusic-{a,b,ship} (git-ignored).
 #
 # NOMUSIC_RECIPE_SMOKE=1 runs the same plumbing with a few tiny steps per stage (batch 2, no
 # benchmarks, into training/runs/smoke-*): a check of this script, not a model.
