@@ -34,9 +34,8 @@ from parselmouth.praat import call, run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import (CATALOG_FIELDS, CORPUS, DATA, MUSIC, merge_catalog, resample,  # noqa: E402
-                    singing_speakers, speech_manifest, stable_hash, write_flac, write_tsv)
-from synth import FP, LICENCE, hz, pitch, score  # noqa: E402
+from common import CATALOG_FIELDS, CORPUS, DATA, MUSIC, merge_catalog, resample, stable_hash, write_tsv  # noqa: E402
+from synth import FP, catalog_row, clip_id, hz, pitch, score, sung_clips, write_stem  # noqa: E402
 
 
 MAX_STRETCH = 8.0  # Praat's overlap-add falls short of longer stretches (the output comes out short)
@@ -143,15 +142,11 @@ def main():
     ap.add_argument("--max-clips", type=int, default=10 ** 6)
     args = ap.parse_args()
     t0 = time.time()
-    rows = speech_manifest()
-    reserved = singing_speakers(rows)
-    clips = [r for r in rows if f"{r['source']}/{r['speaker']}" in reserved and r["duration_s"] >= args.min_seconds]
-    clips.sort(key=lambda r: stable_hash("sungclip:" + r["path"]))
-    clips = clips[: args.max_clips]
-    print(f"{len(reserved)} singing speakers, {len(clips)} clips x {args.renders} renders", flush=True)
+    clips = sung_clips(args.min_seconds, args.max_clips)
+    print(f"{len(clips)} clips x {args.renders} renders", flush=True)
     out_rows, skipped = [], 0  # skipped: renders
     for k, r in enumerate(clips):
-        cid = f"{r['source']}__{Path(r['path']).with_suffix('').as_posix().replace('/', '_')}"
+        cid = clip_id(r)
         x = None
         for j in range(args.renders):
             f16, f48 = Path("psola/16k") / f"{cid}_r{j}.flac", Path("psola/48k") / f"{cid}_r{j}.flac"
@@ -172,13 +167,8 @@ def main():
                     skipped += 1
                     print("skip", r["path"], f"render {j}:", err)
                     continue
-                y *= 0.7 / (np.max(np.abs(y)) + 1e-9)
-                write_flac(MUSIC / f48, resample(y, fs, 48000), 48000)
-                write_flac(MUSIC / f16, resample(y, fs, 16000), 16000)
-            dur = sf.info(str(MUSIC / f16)).duration
-            out_rows.append(dict(file16=str(f16), file48=str(f48), kind="sung", package=f"psola:{r['source']}",
-                                 version="", source_path=r["path"], duration_s=f"{dur:.2f}",
-                                 licence=LICENCE.get(r["source"], "see corpus SOURCES.md"), has_vocals="true"))
+                write_stem(y, fs, f16, f48)
+            out_rows.append(catalog_row(f16, f48, "psola", r))
         if (k + 1) % 50 == 0:
             print(f"{k + 1}/{len(clips)} clips, {time.time() - t0:.0f} s", flush=True)
     write_tsv(MUSIC / "catalog_psola.tsv", out_rows, CATALOG_FIELDS)

@@ -188,6 +188,37 @@ def sing(x: np.ndarray, fs: int, rng: np.random.Generator) -> tuple[np.ndarray, 
     return y.astype(np.float32), info
 
 
+def sung_clips(min_seconds: float, max_clips: int) -> list[dict]:
+    """The reserved speakers' corpus clips to sing (in a fixed order), after writing the reserved
+    speakers to data/singing_speakers.txt."""
+    rows = speech_manifest()
+    reserved = singing_speakers(rows)
+    (DATA / "singing_speakers.txt").parent.mkdir(parents=True, exist_ok=True)
+    (DATA / "singing_speakers.txt").write_text("".join(s + "\n" for s in sorted(reserved)))
+    clips = [r for r in rows if f"{r['source']}/{r['speaker']}" in reserved and r["duration_s"] >= min_seconds]
+    clips.sort(key=lambda r: stable_hash("sungclip:" + r["path"]))
+    print(f"{len(reserved)} singing speakers", flush=True)
+    return clips[:max_clips]
+
+
+def clip_id(r: dict) -> str:
+    return f"{r['source']}__{Path(r['path']).with_suffix('').as_posix().replace('/', '_')}"
+
+
+def write_stem(y: np.ndarray, fs: int, f16: Path, f48: Path) -> None:
+    """A sung stem, peak 0.7, at 16 and 48 kHz (paths relative to data/music)."""
+    y = y * (0.7 / (np.max(np.abs(y)) + 1e-9))
+    write_flac(MUSIC / f48, resample(y, fs, 48000), 48000)
+    write_flac(MUSIC / f16, resample(y, fs, 16000), 16000)
+
+
+def catalog_row(f16: Path, f48: Path, package: str, r: dict) -> dict:
+    """The catalogue row of a sung stem made from corpus clip r."""
+    return dict(file16=str(f16), file48=str(f48), kind="sung", package=f"{package}:{r['source']}",
+                version="", source_path=r["path"], duration_s=f"{sf.info(str(MUSIC / f16)).duration:.2f}",
+                licence=LICENCE.get(r["source"], "see corpus SOURCES.md"), has_vocals="true")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--max-clips", type=int, default=400)
@@ -195,17 +226,11 @@ def main():
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
     t0 = time.time()
-    rows = speech_manifest()
-    reserved = singing_speakers(rows)
-    (DATA / "singing_speakers.txt").parent.mkdir(parents=True, exist_ok=True)
-    (DATA / "singing_speakers.txt").write_text("".join(s + "\n" for s in sorted(reserved)))
-    clips = [r for r in rows if f"{r['source']}/{r['speaker']}" in reserved and r["duration_s"] >= args.min_seconds]
-    clips.sort(key=lambda r: stable_hash("sungclip:" + r["path"]))
-    clips = clips[: args.max_clips]
-    print(f"{len(reserved)} singing speakers, {len(clips)} clips to sing", flush=True)
+    clips = sung_clips(args.min_seconds, args.max_clips)
+    print(f"{len(clips)} clips to sing", flush=True)
     out_rows = []
     for k, r in enumerate(clips):
-        cid = f"{r['source']}__{Path(r['path']).with_suffix('').as_posix().replace('/', '_')}"
+        cid = clip_id(r)
         f16, f48 = Path("sung/16k") / f"{cid}.flac", Path("sung/48k") / f"{cid}.flac"
         if not (MUSIC / f16).exists() or not (MUSIC / f48).exists():
             x, fs = sf.read(str(CORPUS / r["path"]), dtype="float32")
@@ -215,13 +240,8 @@ def main():
             except ValueError as e:
                 print("skip", r["path"], e)
                 continue
-            y *= 0.7 / (np.max(np.abs(y)) + 1e-9)
-            write_flac(MUSIC / f48, resample(y, fs, 48000), 48000)
-            write_flac(MUSIC / f16, resample(y, fs, 16000), 16000)
-        dur = sf.info(str(MUSIC / f16)).duration
-        out_rows.append(dict(file16=str(f16), file48=str(f48), kind="sung", package=f"corpus:{r['source']}",
-                             version="", source_path=r["path"], duration_s=f"{dur:.2f}",
-                             licence=LICENCE.get(r["source"], "see corpus SOURCES.md"), has_vocals="true"))
+            write_stem(y, fs, f16, f48)
+        out_rows.append(catalog_row(f16, f48, "corpus", r))
         if (k + 1) % 50 == 0:
             print(f"{k + 1}/{len(clips)} clips, {time.time() - t0:.0f} s", flush=True)
     write_tsv(MUSIC / "catalog_sung.tsv", out_rows, CATALOG_FIELDS)
