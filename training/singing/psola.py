@@ -34,7 +34,7 @@ from parselmouth.praat import call, run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import CATALOG_FIELDS, CORPUS, DATA, MUSIC, merge_catalog, resample, stable_hash, write_tsv  # noqa: E402
+from common import CATALOG_FIELDS, CORPUS, MUSIC, merge_catalog, resample, stable_hash, write_tsv  # noqa: E402
 from synth import FP, catalog_row, clip_id, hz, pitch, score, sung_clips, write_stem  # noqa: E402
 
 
@@ -175,7 +175,6 @@ def main():
     merge_catalog()
     h = sum(float(r["duration_s"]) for r in out_rows) / 3600
     print(f"psola: {len(out_rows)} stems, {h:.2f} h, {skipped} renders skipped, in {time.time() - t0:.0f} s")
-    (DATA / "psola.done").write_text(f"{len(out_rows)}\n")
 
 
 if __name__ == "__main__":
