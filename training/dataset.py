@@ -117,6 +117,8 @@ def is_val_music(path: str) -> bool:
 
 
 SUNG_SETS = {"world": "corpus:", "psola": "psola:"}  # sung stem families by catalog package prefix
+# music sets by catalog kind: the base soundtracks and MIDI renders, and music/fetch.py --extra
+MUSIC_SETS = {"base": ("debian", "midi"), "extra": ("debian-extra",)}
 
 
 def sung_split_key(row: dict) -> str:
@@ -127,9 +129,18 @@ def sung_split_key(row: dict) -> str:
     return row["file16"]
 
 
-def load_pools(split: str, sr: int = 16000, sung_sets: tuple[str, ...] = ("world",)) -> tuple[Pool, Pool, Pool | None]:
+def music_rows(cat: list[dict], split: str, music_sets: tuple[str, ...]) -> list[dict]:
+    """The catalogue's background-music rows of the given MUSIC_SETS in split 'train' or 'val'.
+    The held-out tracks are chosen on the 16 kHz name, so they are the same at both rates."""
+    kinds = {k for m in music_sets for k in MUSIC_SETS[m]}
+    return [r for r in cat if r["kind"] in kinds and is_val_music(r["file16"]) == (split == "val")]
+
+
+def load_pools(split: str, sr: int = 16000, sung_sets: tuple[str, ...] = ("world",),
+               music_sets: tuple[str, ...] = ("base",)) -> tuple[Pool, Pool, Pool | None]:
     """(speech, music, sung) pools for split 'train' or 'val'; sung_sets picks the sung stem
-    families (SUNG_SETS: 'world' from singing/synth.py, 'psola' from singing/psola.py)."""
+    families (SUNG_SETS: 'world' from singing/synth.py, 'psola' from singing/psola.py), music_sets
+    the background music (MUSIC_SETS: 'base', 'extra' from music/fetch.py --extra)."""
     rows = speech_manifest()
     reserved = singing_speakers(rows)
     if split == "train":
@@ -140,8 +151,7 @@ def load_pools(split: str, sr: int = 16000, sung_sets: tuple[str, ...] = ("world
     cat = read_tsv(MUSIC / "catalog.tsv")
     col = "file16" if sr == 16000 else "file48"
     want_val = split == "val"
-    # the held-out tracks are chosen on the 16 kHz name, so they are the same at both rates
-    back = [r for r in cat if r["kind"] != "sung" and is_val_music(r["file16"]) == want_val]
+    back = music_rows(cat, split, music_sets)
     prefixes = tuple(SUNG_SETS[k] for k in sung_sets)
     sung = [r for r in cat if r["kind"] == "sung" and r["package"].startswith(prefixes)
             and is_val_music(sung_split_key(r)) == want_val]

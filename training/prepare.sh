@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build all training data from scratch, in one command (every stage can be re-run; finished work
 # is skipped):  bash training/prepare.sh
-# Stages: setup (apt + venv), Debian soundtracks, MIDI renders, sung stems (WORLD, PSOLA), self-check,
+# Stages: setup (apt + venv), Debian soundtracks (base, then --extra), MIDI renders, sung stems (WORLD, PSOLA), self-check,
 # validation set. Timings go to training/data/prepare_times.tsv.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -21,6 +21,7 @@ stage() {
 
 stage setup $NICE bash "$HERE/setup.sh"
 stage fetch $NICE "$PY" "$HERE/music/fetch.py"
+stage fetch_extra $NICE "$PY" "$HERE/music/fetch.py" --extra
 stage midi $NICE "$PY" "$HERE/music/midi_render.py"
 stage synth $NICE "$PY" "$HERE/singing/synth.py"
 stage psola $NICE "$PY" "$HERE/singing/psola.py"

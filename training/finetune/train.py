@@ -60,6 +60,8 @@ def parse_args(argv=None):
     p.add_argument("--p-sung", type=float, default=None, help="MixConfig.p_sung (ablation: 0)")
     p.add_argument("--p-bandlimit", type=float, default=0.0,
                    help="MixConfig.p_bandlimit: share of items whose music is band-limited to 8 kHz (16 kHz material)")
+    p.add_argument("--music", default="base",
+                   help="music sets, comma-separated: base, extra (music/fetch.py --extra)")
     p.add_argument("--sung", default="world",
                    help="sung stem families, comma-separated: world (singing/synth.py), psola (singing/psola.py)")
     # loss weights
@@ -107,7 +109,9 @@ class Trainer:
             kw["p_bandlimit"] = self.args.p_bandlimit
             cfg = MixConfig(**kw)
             sets = tuple(k.strip() for k in self.args.sung.split(",") if k.strip())
-            self.mixer = Mixer(*load_pools("train", 48000, sung_sets=sets), cfg, seed=self.args.seed)
+            music = tuple(k.strip() for k in self.args.music.split(",") if k.strip())
+            self.mixer = Mixer(*load_pools("train", 48000, sung_sets=sets, music_sets=music), cfg,
+                               seed=self.args.seed)
         return self.mixer
 
     def batch(self, step):

@@ -8,6 +8,10 @@ Stages (each skips work already done, so it can be re-run):
   5. data/music/catalog_debian.tsv (+ merged data/music/catalog.tsv), licences from the
      package's DEP-5 copyright file.
 
+`--extra` does the same for EXTRA_PACKAGES, more soundtracks in more styles, into
+catalog_debian_extra.tsv with kind "debian-extra". They are kept apart so that the base recipe's
+data stay as they were; `finetune/train.py --music base,extra` trains on them.
+
 Run under `nice -n 19` (prepare.sh does).
 """
 from __future__ import annotations
@@ -30,6 +34,23 @@ from common import (DATA, MUSIC, decode, is_forbidden, merge_catalog, resample, 
 PACKAGES = ["ufoai-music", "planetblupi-music-ogg", "naev-data", "supertux-data",
             "hedgewars-data", "nexuiz-music", "colobot-common-sounds", "freedroidrpg-data",
             "flare-game", "widelands-data"]
+# More styles: 0 A.D. (orchestral and folk instruments from many cultures, with choir and solo
+# voices), Red Eclipse and SuperTuxKart (rock, electronic), MegaGlest (orchestral), Drascula (the
+# game's CD soundtrack), Extreme Tux Racer, LinCity-NG (blues, ambient), X-Moto, ASC, Frozen-Bubble.
+# package -> globs (lower case) on the installed path of its music; an archive member is
+# "<archive path>!<member>".
+EXTRA_PACKAGES = {
+    "0ad-data": ["*/public.zip!audio/music/*"],
+    "redeclipse-data": ["*/sounds/music/*", "*/sounds/theme*", "*/sounds/original.ogg"],
+    "supertuxkart-data": ["*/data/music/*"],
+    "megaglest-data": ["*/music/*"],
+    "drascula-music": ["*/drascula/audio/*"],
+    "extremetuxracer-data": ["*/etr/music/*"],
+    "lincity-ng-data": ["*/music/*"],
+    "xmoto-data": ["*/textures/musics/*"],
+    "asc-music": ["*/music/*"],
+    "frozen-bubble-data": ["*/snd/*.ogg"],
+}
 AUDIO_EXT = {".ogg", ".oga", ".mp3", ".flac", ".wav", ".opus", ".mod", ".xm", ".it", ".s3m"}
 TRACKER_EXT = {".mod", ".xm", ".it", ".s3m"}  # need ffmpeg (libopenmpt)
 MIN_SECONDS = 20.0
@@ -111,6 +132,8 @@ def licence_for(pkg: str, root: Path, relpath: str) -> str:
 
 def collect(pkg: str, root: Path) -> list[tuple[str, Path | tuple[Path, str]]]:
     """(relative source path, file or (pk3, member)) for every music candidate of a package."""
+    if pkg in EXTRA_PACKAGES:
+        return collect_globs(root, EXTRA_PACKAGES[pkg])
     found = []
     for f in sorted(root.rglob("*")):
         if not f.is_file():
@@ -123,6 +146,25 @@ def collect(pkg: str, root: Path) -> list[tuple[str, Path | tuple[Path, str]]]:
                     if Path(m).suffix.lower() in AUDIO_EXT:
                         found.append((f"{rel}!{m}", (f, m)))
         elif f.suffix.lower() in AUDIO_EXT and "/music/" in "/" + low:
+            found.append((rel, f))
+    return found
+
+
+def collect_globs(root: Path, globs: list[str]) -> list[tuple[str, Path | tuple[Path, str]]]:
+    """Like collect, for the audio files (and members of .zip/.pk3 archives) whose lower-case path
+    matches one of globs."""
+    def hit(path: str) -> bool:
+        return Path(path).suffix.lower() in AUDIO_EXT and any(fnmatch.fnmatch(path.lower(), g) for g in globs)
+
+    found = []
+    for f in sorted(root.rglob("*")):
+        if not f.is_file():
+            continue
+        rel = str(f.relative_to(root))
+        if f.suffix.lower() in (".zip", ".pk3"):
+            with zipfile.ZipFile(f) as z:
+                found += [(f"{rel}!{m}", (f, m)) for m in sorted(z.namelist()) if hit(f"{rel}!{m}")]
+        elif hit(rel):
             found.append((rel, f))
     return found
 
@@ -178,7 +220,8 @@ def process(pkg: str) -> list[dict]:
         if dur < MIN_SECONDS:
             skipped["short"] += 1
             continue
-        rows.append(dict(file16=str(f16), file48=str(f48), kind="debian", package=pkg,
+        kind = "debian-extra" if pkg in EXTRA_PACKAGES else "debian"
+        rows.append(dict(file16=str(f16), file48=str(f48), kind=kind, package=pkg,
                          version=version, source_path=rel, duration_s=f"{dur:.2f}",
                          licence=lic, has_vocals="false"))
     hours = sum(float(r["duration_s"]) for r in rows) / 3600
@@ -188,17 +231,19 @@ def process(pkg: str) -> list[dict]:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--packages", nargs="*", default=PACKAGES)
+    ap.add_argument("--extra", action="store_true",
+                    help="fetch EXTRA_PACKAGES into catalog_debian_extra.tsv instead of the base set")
     ap.add_argument("--keep-unpacked", action="store_true", help="keep data/unpacked after decoding")
     args = ap.parse_args()
     t0 = time.time()
-    download(args.packages)
+    packages = list(EXTRA_PACKAGES) if args.extra else PACKAGES
+    download(packages)
     rows = []
-    for pkg in args.packages:
+    for pkg in packages:
         rows += process(pkg)
         if not args.keep_unpacked:
             subprocess.run(["rm", "-rf", str(UNPACKED / pkg)], check=True)
-    write_tsv(MUSIC / "catalog_debian.tsv", rows, CATALOG_FIELDS)
+    write_tsv(MUSIC / ("catalog_debian_extra.tsv" if args.extra else "catalog_debian.tsv"), rows, CATALOG_FIELDS)
     merge_catalog()
     log(f"done: {len(rows)} tracks, {sum(float(r['duration_s']) for r in rows) / 3600:.2f} h "
         f"in {time.time() - t0:.0f} s")

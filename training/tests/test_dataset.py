@@ -142,3 +142,21 @@ def test_bandlimited_music_at_48k():
             assert abs(smr_active_db(it.speech, it.music, it.active) - it.info["smr_target_db"]) < 0.01
         n_limited += 1
     assert n_limited >= 8
+
+
+def test_music_sets_select_by_kind():
+    from dataset import MUSIC_SETS, is_val_music, music_rows
+    kinds = ["debian", "midi", "debian-extra", "sung"]
+    cat = [dict(kind=kinds[k % 4], file16=f"x/{k}.flac") for k in range(400)]
+    base = music_rows(cat, "train", ("base",))
+    both = music_rows(cat, "train", ("base", "extra"))
+    # the default set is what it was before the extra soundtracks: every non-sung row but those
+    assert {r["kind"] for r in base} == set(MUSIC_SETS["base"]) == {"debian", "midi"}
+    assert [r for r in both if r["kind"] != "debian-extra"] == base
+    assert {r["kind"] for r in both} == {"debian", "midi", "debian-extra"}
+    # train and val are disjoint and together hold every music row of the sets
+    val = music_rows(cat, "val", ("base", "extra"))
+    assert val and all(is_val_music(r["file16"]) for r in val)
+    assert len(val) + len(both) == sum(r["kind"] != "sung" for r in cat)
+    with pytest.raises(KeyError):
+        music_rows(cat, "train", ("nope",))
