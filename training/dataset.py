@@ -451,10 +451,12 @@ def make_torch_dataset(mixer: Mixer, items_per_epoch: int):
 
 # ---------------------------------------------------------------- validation set
 
-def build_val(out: Path, n_items: int = 120, seconds: float = 8.0, seed: int = 20261121) -> None:
-    """Fixed validation set: val-split speakers, held-out music tracks and sung clips; 16 kHz PCM16
-    WAVs laid out like ../shared/bench/dev (mixture = speech + music exactly in int16)."""
-    speech, music, sung = load_pools("val")
+def build_val(out: Path, n_items: int = 120, seconds: float = 8.0, seed: int = 20261121,
+              music_sets: tuple[str, ...] = ("base",)) -> None:
+    """Fixed validation set: val-split speakers, held-out music tracks (of music_sets) and sung
+    clips; 16 kHz PCM16 WAVs laid out like ../shared/bench/dev (mixture = speech + music exactly in
+    int16)."""
+    speech, music, sung = load_pools("val", music_sets=music_sets)
     # SMRs on a grid so score.py can report per-SMR buckets, as on the benchmark
     cfg = MixConfig(seconds=seconds, p_music_only=0.0, p_speech_only=0.0, lead_in_s=(0.3, 2.0),
                     smr_grid=(-10.0, -5.0, 0.0, 5.0, 10.0, 15.0))
@@ -493,6 +495,7 @@ def build_val(out: Path, n_items: int = 120, seconds: float = 8.0, seed: int = 2
                mixture_equals_speech_plus_music="exactly, in int16 sample values",
                build_script="training/dataset.py --build-val",
                speech="corpus speakers with split=val", music=f"{VAL_FRACTION_MUSIC:.0%} of catalogue tracks and sung clips held out by hash",
+               **({} if music_sets == ("base",) else dict(music_sets=list(music_sets))),
                items=items)
     (out / "manifest.json").write_text(json.dumps(man, indent=1))
     nv = sum(i["music"]["vocals"] for i in items)
@@ -545,6 +548,8 @@ def main():
     ap.add_argument("--selfcheck", action="store_true")
     ap.add_argument("--build-val", action="store_true")
     ap.add_argument("--val-items", type=int, default=120)
+    ap.add_argument("--val-music", default="base",
+                    help="music sets of --build-val (MUSIC_SETS, comma-separated); not base: writes data/val_<sets>")
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--write-examples", type=int, default=0, help="write N train mixtures to data/examples")
     args = ap.parse_args()
@@ -563,7 +568,8 @@ def main():
             sf.write(str(d / f"ex{k:02d}_mix.wav"), it.mixture, 16000)
             sf.write(str(d / f"ex{k:02d}_speech.wav"), it.speech, 16000)
     if args.build_val:
-        build_val(DATA / "val", args.val_items)
+        sets = tuple(k.strip() for k in args.val_music.split(",") if k.strip())
+        build_val(DATA / ("val" if sets == ("base",) else "val_" + "_".join(sets)), args.val_items, music_sets=sets)
     sys.exit(rc)
 
 
