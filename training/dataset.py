@@ -129,6 +129,11 @@ def sung_split_key(row: dict) -> str:
     return row["file16"]
 
 
+def parse_sets(text: str) -> tuple[str, ...]:
+    """'world, psola' -> ('world', 'psola'): a comma-separated list of SUNG_SETS or MUSIC_SETS."""
+    return tuple(k.strip() for k in text.split(",") if k.strip())
+
+
 def music_rows(cat: list[dict], split: str, music_sets: tuple[str, ...]) -> list[dict]:
     """The catalogue's background-music rows of the given MUSIC_SETS in split 'train' or 'val'.
     The held-out tracks are chosen on the 16 kHz name, so they are the same at both rates."""
@@ -568,7 +573,7 @@ def main():
             sf.write(str(d / f"ex{k:02d}_mix.wav"), it.mixture, 16000)
             sf.write(str(d / f"ex{k:02d}_speech.wav"), it.speech, 16000)
     if args.build_val:
-        sets = tuple(k.strip() for k in args.val_music.split(",") if k.strip())
+        sets = parse_sets(args.val_music)
         build_val(DATA / ("val" if sets == ("base",) else "val_" + "_".join(sets)), args.val_items, music_sets=sets)
     sys.exit(rc)
 

@@ -102,16 +102,15 @@ class Trainer:
     # ---- data ------------------------------------------------------------------------
     def get_mixer(self):
         if self.mixer is None:
-            from dataset import Mixer, MixConfig, load_pools
+            from dataset import Mixer, MixConfig, load_pools, parse_sets
             kw = dict(sr=48000, seconds=self.args.seconds)
             if self.args.p_sung is not None:
                 kw["p_sung"] = self.args.p_sung
             kw["p_bandlimit"] = self.args.p_bandlimit
             cfg = MixConfig(**kw)
-            sets = tuple(k.strip() for k in self.args.sung.split(",") if k.strip())
-            music = tuple(k.strip() for k in self.args.music.split(",") if k.strip())
-            self.mixer = Mixer(*load_pools("train", 48000, sung_sets=sets, music_sets=music), cfg,
-                               seed=self.args.seed)
+            pools = load_pools("train", 48000, sung_sets=parse_sets(self.args.sung),
+                               music_sets=parse_sets(self.args.music))
+            self.mixer = Mixer(*pools, cfg, seed=self.args.seed)
         return self.mixer
 
     def batch(self, step):

@@ -130,31 +130,24 @@ def licence_for(pkg: str, root: Path, relpath: str) -> str:
 
 # ---------- collect ----------
 
-def collect(pkg: str, root: Path) -> list[tuple[str, Path | tuple[Path, str]]]:
-    """(relative source path, file or (pk3, member)) for every music candidate of a package."""
+def is_music(pkg: str, path: str) -> bool:
+    """Whether an installed audio file of pkg (an archive member as "<archive>!<member>") is music:
+    for EXTRA_PACKAGES, one of the package's globs matches its lower-case path; otherwise it lies in
+    a */music/* folder or in a .pk3 archive with "music" in its name."""
+    low = path.lower()
     if pkg in EXTRA_PACKAGES:
-        return collect_globs(root, EXTRA_PACKAGES[pkg])
-    found = []
-    for f in sorted(root.rglob("*")):
-        if not f.is_file():
-            continue
-        rel = str(f.relative_to(root))
-        low = rel.lower()
-        if f.suffix.lower() == ".pk3" and "music" in f.name.lower():
-            with zipfile.ZipFile(f) as z:
-                for m in sorted(z.namelist()):
-                    if Path(m).suffix.lower() in AUDIO_EXT:
-                        found.append((f"{rel}!{m}", (f, m)))
-        elif f.suffix.lower() in AUDIO_EXT and "/music/" in "/" + low:
-            found.append((rel, f))
-    return found
+        return any(fnmatch.fnmatch(low, g) for g in EXTRA_PACKAGES[pkg])
+    if "!" in low:
+        archive = Path(low.split("!", 1)[0])
+        return archive.suffix == ".pk3" and "music" in archive.name
+    return "/music/" in "/" + low
 
 
-def collect_globs(root: Path, globs: list[str]) -> list[tuple[str, Path | tuple[Path, str]]]:
-    """Like collect, for the audio files (and members of .zip/.pk3 archives) whose lower-case path
-    matches one of globs."""
-    def hit(path: str) -> bool:
-        return Path(path).suffix.lower() in AUDIO_EXT and any(fnmatch.fnmatch(path.lower(), g) for g in globs)
+def collect(pkg: str, root: Path) -> list[tuple[str, Path | tuple[Path, str]]]:
+    """(relative source path, file or (archive, member)) for every music candidate of a package:
+    the audio files and .zip/.pk3 members that is_music accepts."""
+    def keep(path: str) -> bool:
+        return Path(path).suffix.lower() in AUDIO_EXT and is_music(pkg, path)
 
     found = []
     for f in sorted(root.rglob("*")):
@@ -163,8 +156,8 @@ def collect_globs(root: Path, globs: list[str]) -> list[tuple[str, Path | tuple[
         rel = str(f.relative_to(root))
         if f.suffix.lower() in (".zip", ".pk3"):
             with zipfile.ZipFile(f) as z:
-                found += [(f"{rel}!{m}", (f, m)) for m in sorted(z.namelist()) if hit(f"{rel}!{m}")]
-        elif hit(rel):
+                found += [(f"{rel}!{m}", (f, m)) for m in sorted(z.namelist()) if keep(f"{rel}!{m}")]
+        elif keep(rel):
             found.append((rel, f))
     return found
 

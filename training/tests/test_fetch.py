@@ -6,7 +6,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "music"))
 from common import is_forbidden  # noqa: E402
-from fetch import EXTRA_PACKAGES, PACKAGES, collect, collect_globs  # noqa: E402
+import fetch  # noqa: E402
+from fetch import EXTRA_PACKAGES, PACKAGES, collect  # noqa: E402
 
 
 def touch(path: Path) -> Path:
@@ -15,7 +16,7 @@ def touch(path: Path) -> Path:
     return path
 
 
-def test_collect_globs_files_and_archive_members(tmp_path):
+def test_collect_globs_files_and_archive_members(tmp_path, monkeypatch):
     touch(tmp_path / "usr/share/games/g/sounds/music/Track_01.OGG")
     touch(tmp_path / "usr/share/games/g/sounds/music/readme.txt")
     touch(tmp_path / "usr/share/games/g/sounds/sfx/boom.ogg")
@@ -23,7 +24,8 @@ def test_collect_globs_files_and_archive_members(tmp_path):
     with zipfile.ZipFile(z, "w") as f:
         f.writestr("audio/music/Song.ogg", b"x")
         f.writestr("audio/ambient/wind.ogg", b"x")
-    found = collect_globs(tmp_path, ["*/sounds/music/*", "*/public.zip!audio/music/*"])
+    monkeypatch.setitem(fetch.EXTRA_PACKAGES, "g-data", ["*/sounds/music/*", "*/public.zip!audio/music/*"])
+    found = collect("g-data", tmp_path)
     names = sorted(rel for rel, _ in found)
     assert names == ["usr/share/games/g/public.zip!audio/music/Song.ogg",
                      "usr/share/games/g/sounds/music/Track_01.OGG"]
