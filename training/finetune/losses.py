@@ -29,6 +29,16 @@ def spectral_loss(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return ((em - rm) ** 2).mean() + (torch.view_as_real(ec - rc) ** 2).mean()
 
 
+def over_suppression_loss(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """The part of the compressed-magnitude error where the output is quieter than the speech:
+    mean(relu(|ref|^c - |est|^c)^2). Added on top of `spectral_loss`, it weighs removed speech
+    more than kept music (the asymmetric loss of VoiceFilter-Lite), against speech damage at
+    low speech-to-music ratios."""
+    em, _ = _compress(est)
+    rm, _ = _compress(ref)
+    return (torch.relu(rm - em) ** 2).mean()
+
+
 def multires_loss(y: torch.Tensor, s: torch.Tensor, ffts=(256, 512, 1024, 2048)) -> torch.Tensor:
     """Multi-resolution STFT loss on waveforms [B, N] (compressed magnitude + complex)."""
     total = y.new_zeros(())

@@ -72,9 +72,24 @@ def parse_args(argv=None):
     p.add_argument("--w-hf", type=float, default=10.0)
     p.add_argument("--w-sisdr", type=float, default=0.0,
                    help="weight of -SI-SDR (dB) of the band-limited output against the speech")
+    p.add_argument("--w-asym", type=float, default=0.0,
+                   help="weight of the over-suppression term (compressed speech magnitude the output lacks)")
+    p.add_argument("--smr", default="-10,15",
+                   help="speech-to-music ratio range of the mixtures in dB: --smr=MIN,MAX (MixConfig.smr_db)")
     p.add_argument("--hf", choices=["distill", "mask"], default="distill",
                    help="above 7.5 kHz: distil the original model's ERB gains, or leave them free")
     return p.parse_args(argv)
+
+
+def parse_smr(text: str) -> tuple[float, float]:
+    """'MIN,MAX' in dB -> (MIN, MAX), inside the benchmark's and the data's range [-10, 15]."""
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise SystemExit(f"--smr {text!r}: expected MIN,MAX in dB, e.g. --smr=-10,15") from None
+    if not -10.0 <= lo < hi <= 15.0:
+        raise SystemExit(f"--smr {text!r}: need -10 <= MIN < MAX <= 15")
+    return lo, hi
 
 
 class Trainer:
@@ -107,6 +122,7 @@ class Trainer:
             if self.args.p_sung is not None:
                 kw["p_sung"] = self.args.p_sung
             kw["p_bandlimit"] = self.args.p_bandlimit
+            kw["smr_db"] = parse_smr(self.args.smr)
             cfg = MixConfig(**kw)
             pools = load_pools("train", 48000, sung_sets=parse_sets(self.args.sung),
                                music_sets=parse_sets(self.args.music))
@@ -138,6 +154,8 @@ class Trainer:
         x_d = m.delay_spec(out["spec"])
         terms = {}
         terms["spec"] = L.spectral_loss(enh[..., :lo], s_d[..., :lo])
+        if self.args.w_asym > 0:
+            terms["asym"] = L.over_suppression_loss(enh[..., :lo], s_d[..., :lo])
         y_lp = m.istft(torch.cat([enh[..., :lo], torch.zeros_like(enh[..., lo:])], -1))
         s_lp = m.istft(torch.cat([s_d[..., :lo], torch.zeros_like(s_d[..., lo:])], -1))
         terms["mr"] = L.multires_loss(y_lp, s_lp)
@@ -156,7 +174,8 @@ class Trainer:
                 (m_t,) = self.teacher.erb_dec(emb, e3, e2, e1, e0)
             terms["hf"] = L.hf_distill_loss(out["m"], m_t, self.first_hf_band)
         a = self.args
-        w = dict(spec=a.w_spec, mr=a.w_mr, mo=a.w_mo, lsnr=a.w_lsnr, hf=a.w_hf, sisdr=a.w_sisdr)
+        w = dict(spec=a.w_spec, mr=a.w_mr, mo=a.w_mo, lsnr=a.w_lsnr, hf=a.w_hf, sisdr=a.w_sisdr,
+                 asym=a.w_asym)
         total = sum(w[k] * v for k, v in terms.items())
         return total, {k: float(v.detach()) for k, v in terms.items()}
 

@@ -244,3 +244,47 @@ def test_numpy_stft_inverts_exactly_and_frames_like_the_torch_one(model):
     ref = model.stft(torch.from_numpy(x.astype(np.float32))[None])[0].numpy()
     ours = stft_np(x, 960)[: ref.shape[0]] * model.wnorm
     np.testing.assert_allclose(ours, ref, atol=1e-5 * np.abs(ref).max())
+
+
+def test_over_suppression_loss_counts_only_missing_speech():
+    """--w-asym: zero when the output is as loud as the speech or louder in every bin, positive
+    when bins are quieter, and exactly the magnitude part of the spectral loss restricted to them."""
+    import losses as L
+    g = torch.Generator().manual_seed(2)
+    ref = torch.complex(torch.randn(2, 20, 64, generator=g), torch.randn(2, 20, 64, generator=g))
+    assert float(L.over_suppression_loss(ref * 1.5, ref)) == 0.0
+    assert float(L.over_suppression_loss(ref, ref)) == 0.0
+    quiet = ref * 0.5
+    got = float(L.over_suppression_loss(quiet, ref))
+    rm, em = ref.abs() ** L.C, quiet.abs() ** L.C
+    assert got == pytest.approx(float(((rm - em) ** 2).mean()), rel=1e-5)
+    # half the bins too quiet, half too loud: only the quiet half counts
+    mixed = torch.cat([quiet[..., :32], 1.5 * ref[..., 32:]], -1)
+    assert float(L.over_suppression_loss(mixed, ref)) == pytest.approx(
+        float(((rm - em)[..., :32] ** 2).sum() / rm.numel()), rel=1e-5)
+
+
+def test_over_suppression_term_enters_the_training_loss(tmp_path):
+    """With --w-asym the term is computed and weighted; without it, it is not computed."""
+    import train
+    g = torch.Generator().manual_seed(3)
+    mix, sp = torch.randn(1, 480 * 30, generator=g) * 0.05, torch.randn(1, 480 * 30, generator=g) * 0.02
+    active = torch.ones(1, 30, dtype=torch.bool)
+    totals = {}
+    for w in ("0", "100"):
+        tr = train.Trainer(train.parse_args(["--out", str(tmp_path), "--w-asym", w]))
+        with torch.no_grad():
+            totals[w], terms = tr.losses(mix, sp, active)
+        assert ("asym" in terms) == (w != "0")
+    assert float(totals["100"] - totals["0"]) == pytest.approx(100 * terms["asym"], rel=1e-4)
+    assert terms["asym"] > 0
+
+
+def test_smr_range_option():
+    import train
+    assert train.parse_smr("-10,15") == (-10.0, 15.0)
+    assert train.parse_smr("-10,10") == (-10.0, 10.0)
+    assert train.parse_args(["--smr=-5,5"]).smr == "-5,5"
+    for bad in ("5,-5", "-20,10", "0,20", "3", "a,b"):
+        with pytest.raises(SystemExit):
+            train.parse_smr(bad)
