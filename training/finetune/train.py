@@ -74,21 +74,25 @@ def parse_args(argv=None):
                    help="weight of -SI-SDR (dB) of the band-limited output against the speech")
     p.add_argument("--w-asym", type=float, default=0.0,
                    help="weight of the over-suppression term (compressed speech magnitude the output lacks)")
-    p.add_argument("--smr", default="-10,15",
-                   help="speech-to-music ratio range of the mixtures in dB: --smr=MIN,MAX (MixConfig.smr_db)")
+    p.add_argument("--smr", default=None,
+                   help="speech-to-music ratio range of the mixtures in dB: --smr=MIN,MAX, inside "
+                        "MixConfig.smr_db (default: all of it, -10 to 15)")
     p.add_argument("--hf", choices=["distill", "mask"], default="distill",
                    help="above 7.5 kHz: distil the original model's ERB gains, or leave them free")
     return p.parse_args(argv)
 
 
 def parse_smr(text: str) -> tuple[float, float]:
-    """'MIN,MAX' in dB -> (MIN, MAX), inside the benchmark's and the data's range [-10, 15]."""
+    """'MIN,MAX' in dB -> (MIN, MAX), inside the data's range (MixConfig.smr_db, which
+    dataset.py --selfcheck verifies)."""
+    from dataset import MixConfig
+    full_lo, full_hi = MixConfig.smr_db
     try:
         lo, hi = (float(v) for v in text.split(","))
     except ValueError:
-        raise SystemExit(f"--smr {text!r}: expected MIN,MAX in dB, e.g. --smr=-10,15") from None
-    if not -10.0 <= lo < hi <= 15.0:
-        raise SystemExit(f"--smr {text!r}: need -10 <= MIN < MAX <= 15")
+        raise SystemExit(f"--smr {text!r}: expected MIN,MAX in dB, e.g. --smr={full_lo:g},{full_hi:g}") from None
+    if not full_lo <= lo < hi <= full_hi:
+        raise SystemExit(f"--smr {text!r}: need {full_lo:g} <= MIN < MAX <= {full_hi:g}")
     return lo, hi
 
 
@@ -122,7 +126,8 @@ class Trainer:
             if self.args.p_sung is not None:
                 kw["p_sung"] = self.args.p_sung
             kw["p_bandlimit"] = self.args.p_bandlimit
-            kw["smr_db"] = parse_smr(self.args.smr)
+            if self.args.smr is not None:
+                kw["smr_db"] = parse_smr(self.args.smr)
             cfg = MixConfig(**kw)
             pools = load_pools("train", 48000, sung_sets=parse_sets(self.args.sung),
                                music_sets=parse_sets(self.args.music))
