@@ -33,8 +33,11 @@ def parse_args(argv=None):
     p.add_argument("--out", default=str(RUNS / "dfn3-ft"))
     p.add_argument("--resume", action="store_true", help="continue from OUT/ckpt_latest.pt")
     p.add_argument("--init", default=None,
-                   help="start a new run from another run's checkpoint (weights, optimiser, step, RNG); "
-                        "this run's arguments apply")
+                   help="start a new run from another run's checkpoint (weights, optimiser, step, RNG), "
+                        "or from an exported model directory (its three ONNX graphs: weights only, a "
+                        "fresh optimiser, step --init-step); this run's arguments apply")
+    p.add_argument("--init-step", type=int, default=None,
+                   help="with --init DIR: the step to count on from (for --decay-from and --steps)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seconds", type=float, default=3.0)
@@ -240,6 +243,24 @@ class Trainer:
         torch.save(self.state(), tmp)
         os.replace(tmp, path)
 
+    def init_from(self, path: Path):
+        """--init: a checkpoint (everything), or an exported model directory (weights only, with a
+        fresh optimiser, at step --init-step)."""
+        if path.is_dir():
+            if self.args.init_step is None:
+                raise SystemExit(f"--init {path}: an exported model needs --init-step N (its training step)")
+            missing = [f for f in ("enc.onnx", "erb_dec.onnx", "df_dec.onnx", "config.ini") if not (path / f).is_file()]
+            if missing:
+                raise SystemExit(f"--init {path}: not an exported model (missing {', '.join(missing)})")
+            self.model.load_state_dict(Dfn3(path).state_dict())
+            self.step = self.args.init_step
+        elif path.is_file():
+            if self.args.init_step is not None:
+                raise SystemExit("--init-step is only for --init DIR (a checkpoint carries its step)")
+            self.load(path)
+        else:
+            raise SystemExit(f"--init {path}: no such checkpoint or model directory")
+
     def load(self, path: Path):
         st = torch.load(path, weights_only=False)
         self.model.load_state_dict(st["model"])
@@ -311,7 +332,7 @@ def main(argv=None):
     elif ckpt.exists():
         raise SystemExit(f"{ckpt} exists: pass --resume, or choose another --out")
     elif args.init:
-        tr.load(Path(args.init))
+        tr.init_from(Path(args.init))
         print(f"initialised from {args.init} at step {tr.step}", flush=True)
     (out / "args.json").write_text(json.dumps(vars(args), indent=1))
     if tr.step == 0:

@@ -288,3 +288,38 @@ def test_smr_range_option():
     for bad in ("5,-5", "-20,10", "0,20", "3", "a,b"):
         with pytest.raises(SystemExit):
             train.parse_smr(bad)
+
+
+def test_init_from_an_exported_model(model, tmp_path):
+    """--init DIR starts from the weights in an exported model's graphs, at --init-step, with a fresh
+    optimiser; a directory that is not a model, a missing step or a step given with a checkpoint
+    is refused by name."""
+    import train
+    from dfn3 import Dfn3
+    m = Dfn3(model.dir)
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.01 * p.abs().mean() * torch.randn(p.shape, generator=g))
+    export = tmp_path / "export"
+    m.export(export)
+    tr = train.Trainer(train.parse_args(["--out", str(tmp_path / "run"), "--init", str(export),
+                                         "--init-step", "3194"]))
+    tr.init_from(export)
+    assert tr.step == 3194
+    assert not tr.opt.state
+    for (n, p), q in zip(tr.model.named_parameters(), m.parameters()):
+        assert torch.allclose(p, q, atol=0, rtol=0), n
+
+    bare = train.Trainer(train.parse_args(["--out", str(tmp_path / "run2")]))
+    with pytest.raises(SystemExit, match="--init-step"):
+        bare.init_from(export)
+    (tmp_path / "empty").mkdir()
+    bare.args.init_step = 5
+    with pytest.raises(SystemExit, match="missing enc.onnx"):
+        bare.init_from(tmp_path / "empty")
+    bare.save(tmp_path / "ck.pt")
+    with pytest.raises(SystemExit, match="only for --init DIR"):
+        bare.init_from(tmp_path / "ck.pt")
+    with pytest.raises(SystemExit, match="no such"):
+        bare.init_from(tmp_path / "nothing")
