@@ -4,13 +4,14 @@ is the released model): one model, no extra inference cost.
     training/.venv/bin/python training/finetune/soup.py OUT.pt base:0.5 training/runs/dfn3-ft/ckpt_step1000.pt:0.5
 
 Each ingredient is CHECKPOINT:WEIGHT (`base` = the released DeepFilterNet3; CHECKPOINT@ema takes a
-checkpoint's moving average of the weights, from train.py --ema); the weights are
-normalised to sum to 1. OUT.pt holds {model, step, soup} and is read by export_eval.py like a
+checkpoint's moving average of the weights, from train.py --ema; a directory is an exported
+model, e.g. crates/models/assets/nomusic, the shipped one); the weights are normalised to sum to 1. OUT.pt holds {model, step, soup} and is read by export_eval.py like a
 training checkpoint (its step is the largest ingredient step).
 """
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import torch
 
@@ -31,6 +32,8 @@ def main(argv):
     for path, w in parts:
         if path == "base":
             sd = base
+        elif Path(path).is_dir():
+            sd = Dfn3(path).state_dict()
         else:
             sd, ckpt_step = checkpoint_weights(path.removesuffix("@ema"), ema=path.endswith("@ema"))
             step = max(step, ckpt_step)

@@ -323,3 +323,28 @@ def test_init_from_an_exported_model(model, tmp_path):
         bare.init_from(tmp_path / "ck.pt")
     with pytest.raises(SystemExit, match="no such"):
         bare.init_from(tmp_path / "nothing")
+
+
+def test_soup_of_a_checkpoint_average_and_an_exported_model(model, tmp_path):
+    """soup.py averages weights by the given shares (normalised to 1): a checkpoint's moving
+    average (@ema) with an exported model directory."""
+    import soup
+    import train
+    from dfn3 import Dfn3
+    m = Dfn3(model.dir)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.mul_(2.0)
+    m.export(tmp_path / "export")
+    tr = train.Trainer(train.parse_args(["--out", str(tmp_path), "--ema", "0.9"]))
+    tr.ema = {k: v.clone() * 3.0 if v.is_floating_point() else v.clone()
+              for k, v in tr.model.state_dict().items()}
+    tr.step = 12
+    tr.save(tmp_path / "ck.pt")
+    soup.main(["soup.py", str(tmp_path / "soup.pt"), f"{tmp_path / 'export'}:1", f"{tmp_path / 'ck.pt'}@ema:3"])
+    st = torch.load(tmp_path / "soup.pt", weights_only=False)
+    assert st["step"] == 12
+    base = model.state_dict()
+    for k, v in base.items():
+        if v.is_floating_point():  # 0.25 x 2w + 0.75 x 3w = 2.75w
+            assert torch.allclose(st["model"][k], 2.75 * v, rtol=1e-5, atol=1e-7), k
