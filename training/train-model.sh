@@ -19,7 +19,7 @@
 #   --install: copies them to crates/models/assets/nomusic and rewrites the parity reference
 #
 # Everything is seeded (seed 0; a step's batch depends only on the step number), one CPU thread
-# per run, nice 19. About 3.7 hours of one thread for the three stages on this machine (~2.9-3.5 s a
+# per run, nice 19. About 3.9 hours of one thread for the three stages on this machine (~2.9-3.7 s a
 # step), plus ~40 minutes for the data. Runs go to training/runs/nomusic-{a,b,b-export,n,ship} (git-ignored).
 #
 # NOMUSIC_RECIPE_SMOKE=1 runs the same plumbing with a few tiny steps per stage (batch 2, no

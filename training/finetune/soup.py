@@ -5,8 +5,9 @@ is the released model): one model, no extra inference cost.
 
 Each ingredient is CHECKPOINT:WEIGHT (`base` = the released DeepFilterNet3; CHECKPOINT@ema takes a
 checkpoint's moving average of the weights, from train.py --ema; a directory is an exported
-model, e.g. crates/models/assets/nomusic, the shipped one); the weights are normalised to sum to 1. OUT.pt holds {model, step, soup} and is read by export_eval.py like a
-training checkpoint (its step is the largest ingredient step).
+model, e.g. crates/models/assets/nomusic, the shipped one); the weights are normalised to sum
+to 1. OUT.pt holds {model, step, soup} and is read by export_eval.py like a training checkpoint
+(its step is the largest checkpoint step among the ingredients).
 """
 from __future__ import annotations
 
