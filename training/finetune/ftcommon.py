@@ -47,6 +47,17 @@ def checkpoint_weights(path: str | Path, ema: bool = False) -> tuple[dict, int]:
     return st["ema" if ema else "model"], st["step"]
 
 
+def exported_weights(path: str | Path) -> dict:
+    """The state dict held by an exported model directory (its three ONNX graphs, as
+    export_eval.py writes them); a directory without all of FILES is refused by name."""
+    from dfn3 import Dfn3
+    path = Path(path)
+    missing = [f for f in FILES if not (path / f).is_file()]
+    if missing:
+        sys.exit(f"{path}: not an exported model (missing {', '.join(missing)})")
+    return Dfn3(path).state_dict()
+
+
 def si_sdr(est: np.ndarray, ref: np.ndarray, eps: float = 1e-12) -> float:
     """As ../shared/bench/score.py defines it."""
     est, ref = est.astype(np.float64), ref.astype(np.float64)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ftcommon import base_model_dir, checkpoint_weights  # noqa: E402  (sets sys.path)
+from ftcommon import base_model_dir, checkpoint_weights, exported_weights  # noqa: E402  (sets sys.path)
 from dfn3 import Dfn3  # noqa: E402
 
 
@@ -34,7 +34,7 @@ def main(argv):
         if path == "base":
             sd = base
         elif Path(path).is_dir():
-            sd = Dfn3(path).state_dict()
+            sd = exported_weights(path)
         else:
             sd, ckpt_step = checkpoint_weights(path.removesuffix("@ema"), ema=path.endswith("@ema"))
             step = max(step, ckpt_step)

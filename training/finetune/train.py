@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ftcommon import ROOT, RUNS, VAL_DIR, base_model_dir, si_sdr, val_items  # noqa: E402  (sets sys.path)
+from ftcommon import ROOT, RUNS, VAL_DIR, base_model_dir, exported_weights, si_sdr, val_items  # noqa: E402  (sets sys.path)
 import losses as L  # noqa: E402
 from dfn3 import Dfn3  # noqa: E402
 
@@ -249,10 +249,7 @@ class Trainer:
         if path.is_dir():
             if self.args.init_step is None:
                 raise SystemExit(f"--init {path}: an exported model needs --init-step N (its training step)")
-            missing = [f for f in ("enc.onnx", "erb_dec.onnx", "df_dec.onnx", "config.ini") if not (path / f).is_file()]
-            if missing:
-                raise SystemExit(f"--init {path}: not an exported model (missing {', '.join(missing)})")
-            self.model.load_state_dict(Dfn3(path).state_dict())
+            self.model.load_state_dict(exported_weights(path))
             self.step = self.args.init_step
         elif path.is_file():
             if self.args.init_step is not None:
