@@ -1,9 +1,11 @@
 //! `nomusic latency-test`: play a test signal on one device, find it in what another captures,
 //! and report the time between the two, from the devices' own timestamps.
 //!
-//! The signal is voice-like (a glottal pulse train with a wandering pitch through three vowel
-//! formants, in bursts), so a route that has `nomusic live` in it passes it through like speech
-//! rather than removing it as music or noise.
+//! The signal is synthetic speech (phrases of syllables: fricatives and plosives, then voiced
+//! diphthongs with moving formants, along a falling intonation with pitch accents), so a route
+//! that has `nomusic live` in it passes it through like speech rather than removing it as music
+//! or noise. An earlier signal of held, steady vowels was taken for sung notes by the models
+//! trained to remove singing.
 
 use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -30,11 +32,23 @@ pub struct LatencyResult {
 }
 
 const BURSTS: usize = 4;
-const BURST_S: f64 = 0.4;
-const GAP_S: f64 = 0.8;
+const BURST_S: f64 = 0.8;
+const GAP_S: f64 = 0.6;
 const LEAD_S: f64 = 0.5;
 
-/// The test signal at `rate`: `BURSTS` voiced bursts separated by silence.
+/// First three formants (Hz) of the vowels the test phrases are made of: /a/, /i/, /u/, /e/,
+/// /o/, /ae/ and /er/ (Peterson and Barney's averages for men).
+const VOWELS: [[f64; 3]; 7] = [
+    [730.0, 1090.0, 2440.0],
+    [270.0, 2290.0, 3010.0],
+    [300.0, 870.0, 2240.0],
+    [530.0, 1840.0, 2480.0],
+    [570.0, 840.0, 2410.0],
+    [660.0, 1720.0, 2410.0],
+    [490.0, 1350.0, 1690.0],
+];
+
+/// The test signal at `rate`: `BURSTS` phrases of synthetic speech separated by silence.
 pub fn test_signal(rate: u32) -> Vec<f32> {
     let fs = rate as f64;
     let period = ((BURST_S + GAP_S) * fs) as usize;
@@ -47,45 +61,179 @@ pub fn test_signal(rate: u32) -> Vec<f32> {
         seed ^= seed << 17;
         (seed % 10_000) as f64 / 10_000.0
     };
-    // Formant resonators (two-pole), vowel /a/.
-    let formants = [
-        (730.0, 90.0, 1.0),
-        (1090.0, 110.0, 0.6),
-        (2440.0, 170.0, 0.3),
-    ];
     for b in 0..BURSTS {
-        let start = b * period;
-        let mut excitation = vec![0f64; burst];
-        let mut t = 0.0;
-        let mut f0 = 110.0 + 60.0 * rand();
-        while (t as usize) < burst {
-            excitation[t as usize] = 1.0;
-            f0 = (f0 + (rand() - 0.5) * 12.0).clamp(90.0, 220.0);
-            t += fs / f0;
-        }
-        let mut voiced = vec![0f64; burst];
-        for &(freq, bw, gain) in &formants {
-            let r = (-std::f64::consts::PI * bw / fs).exp();
-            let (a1, a2) = (
-                -2.0 * r * (2.0 * std::f64::consts::PI * freq / fs).cos(),
-                r * r,
-            );
-            let (mut y1, mut y2) = (0.0, 0.0);
-            for (v, &e) in voiced.iter_mut().zip(&excitation) {
-                let y = e * (1.0 - r) - a1 * y1 - a2 * y2;
-                y2 = y1;
-                y1 = y;
-                *v += gain * y;
-            }
-        }
-        let peak = voiced.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-9);
-        let ramp = (0.02 * fs) as usize;
-        for (i, v) in voiced.iter().enumerate() {
-            let env = (i.min(burst - 1 - i) as f64 / ramp as f64).min(1.0);
-            out[start + i] = (0.25 * env * v / peak) as f32;
+        let phrase = speech_phrase(&mut rand, fs, burst);
+        let peak = phrase.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-9);
+        for (o, v) in out[b * period..].iter_mut().zip(&phrase) {
+            *o = (0.25 * v / peak) as f32;
         }
     }
     out
+}
+
+/// One syllable of a test phrase (times in seconds from the phrase's start).
+struct Syllable {
+    start: f64,
+    /// The consonant before the vowel: 0 none, 1 /s/, 2 /sh/, 3 a plosive's burst.
+    consonant: usize,
+    consonant_s: f64,
+    vowel_s: f64,
+    /// Formants glide from the first vowel to the second (a diphthong).
+    from: [f64; 3],
+    to: [f64; 3],
+    /// Stress, 0 to 1: louder and a pitch accent.
+    stress: f64,
+}
+
+/// `len` samples of speech-like sound: syllables of about 0.2 s at 3 to 5 a second, each an
+/// optional fricative or plosive then a voiced diphthong, with a falling intonation and pitch
+/// accents. Models trained to remove music (sung notes are held, steady-pitched vowels) keep it,
+/// as they keep real speech, so the signal comes back through `nomusic live`.
+fn speech_phrase(rand: &mut impl FnMut() -> f64, fs: f64, len: usize) -> Vec<f64> {
+    use std::f64::consts::PI;
+    let dur = len as f64 / fs;
+    let mut syllables = Vec::new();
+    let mut pos = 0.02;
+    while pos < dur - 0.15 {
+        let consonant = (rand() * 4.0) as usize;
+        let consonant_s = match consonant {
+            0 => 0.0,
+            3 => 0.03,
+            _ => 0.07 + 0.04 * rand(),
+        };
+        let mut vowel_s = 0.13 + 0.1 * rand();
+        let from = VOWELS[(rand() * VOWELS.len() as f64) as usize];
+        let to = VOWELS[(rand() * VOWELS.len() as f64) as usize];
+        vowel_s = vowel_s.min(dur - 0.02 - pos - consonant_s);
+        if vowel_s < 0.08 {
+            break;
+        }
+        let stress = rand();
+        syllables.push(Syllable {
+            start: pos,
+            consonant,
+            consonant_s,
+            vowel_s,
+            from,
+            to,
+            stress,
+        });
+        pos += consonant_s + vowel_s + 0.02 + 0.04 * rand();
+    }
+    let f0_base = 120.0 * (1.0 + 0.3 * rand());
+
+    // Per sample: voicing level, formants, frication level and centre.
+    let mut voicing = vec![0f64; len];
+    let mut formants = vec![VOWELS[0]; len];
+    let mut frication = vec![0f64; len];
+    let mut fric_hz = vec![5000f64; len];
+    let at = |t: f64| ((t * fs) as usize).min(len);
+    for s in &syllables {
+        let (c0, v0, v1) = (
+            at(s.start),
+            at(s.start + s.consonant_s),
+            at(s.start + s.consonant_s + s.vowel_s),
+        );
+        if s.consonant > 0 {
+            let (level, centre) =
+                [(0.0, 0.0), (0.5, 5500.0), (0.6, 3000.0), (0.6, 2000.0)][s.consonant];
+            let m = (v0 - c0).max(1) as f64;
+            for i in c0..v0 {
+                let k = (i - c0) as f64 / m;
+                let shape = if s.consonant == 3 {
+                    (-8.0 * k).exp()
+                } else {
+                    (PI * k).sin().powf(0.7)
+                };
+                frication[i] = frication[i].max(level * shape);
+                fric_hz[i] = centre;
+            }
+        }
+        let m = (v1 - v0) as f64;
+        for i in v0..v1 {
+            let k = (i - v0) as f64 / m;
+            let glide = k * k * (3.0 - 2.0 * k);
+            for (j, f) in formants[i].iter_mut().enumerate() {
+                *f = s.from[j] + (s.to[j] - s.from[j]) * glide;
+            }
+            let attack = (k * m / (0.025 * fs)).min(1.0);
+            let release = ((1.0 - k) * m / (0.05 * fs)).min(1.0);
+            voicing[i] = voicing[i].max(attack * release * (0.7 + 0.3 * s.stress));
+        }
+        // Hold the last vowel's formants through the pause that follows.
+        let last = formants[v1.saturating_sub(1)];
+        formants[v1..].fill(last);
+    }
+
+    // The glottal source: Rosenberg pulses (opening 40 %, closing 20 % of each period) along a
+    // falling pitch with an accent on each syllable, plus a little breath noise.
+    let mut source = vec![0f64; len];
+    let mut noise = vec![0f64; len];
+    let mut phase = 0.0;
+    for (i, (src, nz)) in source.iter_mut().zip(&mut noise).enumerate() {
+        let t = i as f64 / fs;
+        let mut f0 = f0_base * (1.0 - 0.3 * t / dur);
+        for s in &syllables {
+            let (centre, width) = (s.start + s.consonant_s + 0.4 * s.vowel_s, 0.6 * s.vowel_s);
+            f0 *= 1.0 + 0.4 * s.stress * (-0.5 * ((t - centre) / width).powi(2)).exp();
+        }
+        phase += f0 / fs;
+        if phase >= 1.0 {
+            phase -= 1.0;
+        }
+        let pulse = if phase < 0.4 {
+            PI / 0.4 * (PI * phase / 0.4).sin()
+        } else if phase < 0.6 {
+            -PI / 0.2 * (PI * (phase - 0.4) / 0.4).sin()
+        } else {
+            0.0
+        };
+        *nz = rand() - 0.5;
+        *src = voicing[i] * (pulse / (PI / 0.2) + 0.05 * *nz);
+    }
+    let mut voiced = vec![0f64; len];
+    for (j, (bw, gain)) in [(80.0, 1.0), (100.0, 0.7), (140.0, 0.35)]
+        .into_iter()
+        .enumerate()
+    {
+        resonate(&source, |i| (formants[i][j], bw), fs, gain, &mut voiced);
+    }
+    resonate(&source, |_| (3500.0, 250.0), fs, 0.15, &mut voiced);
+    let excitation: Vec<f64> = noise.iter().zip(&frication).map(|(n, l)| n * l).collect();
+    let mut fricative = vec![0f64; len];
+    resonate(
+        &excitation,
+        |i| (fric_hz[i], (0.35 * fric_hz[i]).max(600.0)),
+        fs,
+        1.0,
+        &mut fricative,
+    );
+    let peak = |v: &[f64]| v.iter().fold(0f64, |m, x| m.max(x.abs())).max(1e-9);
+    let (pv, pf) = (peak(&voiced), peak(&fricative));
+    let ramp = 0.01 * fs;
+    (0..len)
+        .map(|i| {
+            let env = (i.min(len - 1 - i) as f64 / ramp).min(1.0);
+            env * (voiced[i] / pv + 0.35 * fricative[i] / pf)
+        })
+        .collect()
+}
+
+/// Adds `gain` times `x` through a two-pole resonator whose centre and bandwidth (Hz) may move
+/// from sample to sample, scaled to a gain of about 1 at the centre.
+fn resonate(x: &[f64], at: impl Fn(usize) -> (f64, f64), fs: f64, gain: f64, out: &mut [f64]) {
+    use std::f64::consts::PI;
+    let (mut y1, mut y2) = (0.0, 0.0);
+    for (i, (o, &v)) in out.iter_mut().zip(x).enumerate() {
+        let (freq, bw) = at(i);
+        let r = (-PI * bw / fs).exp();
+        let w = 2.0 * PI * freq / fs;
+        let g = (1.0 - r) * (1.0 + r * r - 2.0 * r * (2.0 * w).cos()).sqrt();
+        let y = g * v + 2.0 * r * w.cos() * y1 - r * r * y2;
+        y2 = y1;
+        y1 = y;
+        *o += gain * y;
+    }
 }
 
 /// Plays the signal on `route.playback`, records `route.capture`, and measures the delay.
@@ -295,6 +443,71 @@ pub fn best_lag(haystack: &[f32], needle: &[f32]) -> (usize, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Level (dB, 10 ms frames) of one burst of the signal, relative to its loudest frame.
+    fn levels(burst: &[f32], frame: usize) -> Vec<f64> {
+        let db: Vec<f64> = burst
+            .chunks_exact(frame)
+            .map(|f| {
+                10.0 * (f.iter().map(|v| (v * v) as f64).sum::<f64>() / frame as f64 + 1e-12)
+                    .log10()
+            })
+            .collect();
+        let top = db.iter().cloned().fold(f64::MIN, f64::max);
+        db.iter().map(|v| v - top).collect()
+    }
+
+    /// Pitch (Hz) of a window, from the highest autocorrelation peak between 70 and 400 Hz.
+    fn pitch(w: &[f32], rate: f64) -> f64 {
+        let lags = (rate / 400.0) as usize..=(rate / 70.0) as usize;
+        let ac = |lag: usize| -> f64 { w.iter().zip(&w[lag..]).map(|(a, b)| (a * b) as f64).sum() };
+        let best = lags.max_by(|&a, &b| ac(a).total_cmp(&ac(b))).unwrap();
+        rate / best as f64
+    }
+
+    #[test]
+    fn each_burst_is_syllables_with_a_moving_pitch() {
+        // Sung notes are held vowels at a steady pitch, and the models remove them as music:
+        // the test phrases must not look like that.
+        let rate = 16_000;
+        let s = test_signal(rate);
+        let (burst, period) = (
+            (BURST_S * rate as f64) as usize,
+            ((BURST_S + GAP_S) * rate as f64) as usize,
+        );
+        for b in 0..BURSTS {
+            let one = &s[b * period..b * period + burst];
+            // Syllables: loud stretches, each ended by a dip of 25 dB or more.
+            let db = levels(one, rate as usize / 100);
+            let (mut syllables, mut inside) = (0, false);
+            for &v in &db {
+                if !inside && v > -12.0 {
+                    syllables += 1;
+                    inside = true;
+                } else if inside && v < -25.0 {
+                    inside = false;
+                }
+            }
+            assert!(
+                (2..=5).contains(&syllables),
+                "burst {b}: {syllables} syllables, levels {db:?}"
+            );
+            // Intonation: the pitch of the voiced 40 ms windows spans 20 % or more.
+            let win = rate as usize / 25;
+            let pitches: Vec<f64> = one
+                .chunks_exact(win)
+                .zip(levels(one, win))
+                .filter(|(_, l)| *l > -15.0)
+                .map(|(w, _)| pitch(w, rate as f64))
+                .collect();
+            let lo = pitches.iter().cloned().fold(f64::MAX, f64::min);
+            let hi = pitches.iter().cloned().fold(0.0, f64::max);
+            assert!(
+                (80.0..260.0).contains(&lo) && (80.0..260.0).contains(&hi) && hi / lo > 1.2,
+                "burst {b}: pitches {pitches:?}"
+            );
+        }
+    }
 
     #[test]
     fn finds_a_delayed_copy() {
