@@ -7,16 +7,20 @@
 # Stages (each resumes from its ckpt_latest.pt after an interruption; a finished stage is skipped):
 #   data  training/setup-train.sh + training/prepare.sh (training/README.md)
 #   A     from the released DeepFilterNet3, lr 2e-4, steps 1-1000
-#   B     from A's step 1000: + the -SI-SDR term, half the music-only weight, lr 1e-4, to step 3194;
-#         its last weights are the shipped ones (a stage C with a decaying lr and a moving average of
-#         the weights was tried and did not do better on the dev set: docs/MODEL.md)
-#   ship  export_eval.py: the three ONNX graphs + config.ini in training/runs/nomusic-ship, checked against
-#         the torch modules, `nomusic bench` on ../shared/bench/dev and on training/data/val
+#   B     from A's step 1000: + the -SI-SDR term, half the music-only weight, lr 1e-4, to step 3194
+#         (the model shipped until 2026-11-22)
+#   N     from B's weights (exported, then read back: a fresh optimiser, as the run was made), to
+#         step 3750: lr 1e-4 cosine-decayed to 5e-6 over 1500 steps, a moving average of the weights
+#         (0.998), PSOLA and WORLD sung stems (40 % of items), band-limited music in half the items,
+#         and the over-suppression term at 1000 (--w-asym)
+#   ship  a soup, half B's weights and half N's moving average (soup.py), exported by
+#         export_eval.py: the three ONNX graphs + config.ini in training/runs/nomusic-ship, checked
+#         against the torch modules, `nomusic bench` on ../shared/bench/dev and on training/data/val
 #   --install: copies them to crates/models/assets/nomusic and rewrites the parity reference
 #
 # Everything is seeded (seed 0; a step's batch depends only on the step number), one CPU thread
-# per run, nice 19. About 3.2 hours of one thread for the two stages on this machine (~2.9 s a
-# step), plus ~40 minutes for the data (of which ~6 for the PSOLA stems, which this recipe does not use). Runs go to training/runs/nomusic-{a,b,ship} (git-ignored).
+# per run, nice 19. About 3.7 hours of one thread for the three stages on this machine (~2.9-3.5 s a
+# step), plus ~40 minutes for the data. Runs go to training/runs/nomusic-{a,b,b-export,n,ship} (git-ignored).
 #
 # NOMUSIC_RECIPE_SMOKE=1 runs the same plumbing with a few tiny steps per stage (batch 2, no
 # benchmarks, into training/runs/smoke-*): a check of this script, not a model.
@@ -34,12 +38,12 @@ done
 
 if [ "${NOMUSIC_RECIPE_SMOKE:-0}" = 1 ]; then
   PREFIX=training/runs/smoke
-  A_END=3; B_END=6
+  A_END=3; B_END=6; N_END=9
   EXTRA=(--batch 2 --val-items 2 --val-every 3 --keep-every 3)
   [ "$INSTALL" = 0 ] || { echo "--install is refused in a smoke run" >&2; exit 2; }
 else
   PREFIX=training/runs/nomusic
-  A_END=1000; B_END=3194
+  A_END=1000; B_END=3194; N_END=3750
   EXTRA=()
   bash training/setup-train.sh
   bash training/prepare.sh
@@ -68,14 +72,22 @@ stage() {
 stage a "$A_END"
 stage b "$B_END" --init "$PREFIX-a/ckpt_final.pt" --lr 1e-4 --w-mo 0.05 --w-sisdr 0.01
 
+# B's weights as the released graphs carry them: the start of stage N and half of the soup.
+B_EXPORT="$PREFIX-b-export"
+[ -f "$B_EXPORT/config.ini" ] || $NICE "$PY" training/finetune/export_eval.py "$PREFIX-b/ckpt_final.pt" --out "$B_EXPORT"
+stage n "$N_END" --init "$B_EXPORT" --init-step "$B_END" --lr 1e-4 --decay-from "$B_END" --decay-steps 1500 \
+  --lr-min 5e-6 --ema 0.998 --w-mo 0.05 --w-sisdr 0.01 --sung world,psola --p-sung 0.4 --p-bandlimit 0.5 \
+  --w-asym 1000
+
 SHIP="$PREFIX-ship"
+$NICE "$PY" training/finetune/soup.py "$PREFIX-soup.pt" "$B_EXPORT:0.5" "$PREFIX-n/ckpt_final.pt@ema:0.5"
 if [ "${NOMUSIC_RECIPE_SMOKE:-0}" = 1 ]; then
-  $NICE "$PY" training/finetune/export_eval.py "$PREFIX-b/ckpt_final.pt" --out "$SHIP"
+  $NICE "$PY" training/finetune/export_eval.py "$PREFIX-soup.pt" --out "$SHIP"
   echo "smoke run done: $SHIP"
   exit 0
 fi
 $NICE cargo build --release -p nomusic-cli
-$NICE "$PY" training/finetune/export_eval.py "$PREFIX-b/ckpt_final.pt" --out "$SHIP" --bench --val
+$NICE "$PY" training/finetune/export_eval.py "$PREFIX-soup.pt" --out "$SHIP" --bench --val
 if [ "$INSTALL" = 1 ]; then
   cp "$SHIP"/{enc.onnx,erb_dec.onnx,df_dec.onnx,config.ini} crates/models/assets/nomusic/
   "$PY" training/finetune/parity_ref.py

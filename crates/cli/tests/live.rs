@@ -619,7 +619,7 @@ fn latency_test_finds_the_signal_through_live() {
     assert!(direct["match_strength"].as_f64().unwrap() > 0.9, "{direct}");
     assert!((-20.0..60.0).contains(&direct_ms), "{direct}");
 
-    // Through nomusic live: the voice-like signal passes the model, later by live's latency.
+    // Through nomusic live: the speech-like signal passes the model, later by live's latency.
     let spawned = Instant::now();
     let live = pulse
         .cmd(nomusic)
@@ -637,9 +637,10 @@ fn latency_test_finds_the_signal_through_live() {
     eprintln!("through live: {through}");
     let _ = live.wait_with_output();
     let through_ms = through["latency_ms"].as_f64().unwrap();
-    // The model reshapes the synthetic vowels somewhat; the peak is still unambiguous.
+    // The signal is synthetic speech, which the model keeps (offline it matches 1.00 through
+    // every model the project ships or fine-tunes from); the margin is for a loaded machine.
     assert!(
-        through["match_strength"].as_f64().unwrap() > 0.3,
+        through["match_strength"].as_f64().unwrap() > 0.6,
         "{through}"
     );
     let report: serde_json::Value =
