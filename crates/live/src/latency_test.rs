@@ -63,19 +63,43 @@ pub fn test_signal(rate: u32) -> Vec<f32> {
     };
     for b in 0..BURSTS {
         let phrase = speech_phrase(&mut rand, fs, burst);
-        let peak = phrase.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-9);
+        let top = peak(&phrase);
         for (o, v) in out[b * period..].iter_mut().zip(&phrase) {
-            *o = (0.25 * v / peak) as f32;
+            *o = (0.25 * v / top) as f32;
         }
     }
     out
 }
 
+/// Largest magnitude in `v` (at least 1e-9, so it can divide).
+fn peak(v: &[f64]) -> f64 {
+    v.iter().fold(0f64, |m, x| m.max(x.abs())).max(1e-9)
+}
+
+/// A consonant before a syllable's vowel: noise through a resonator.
+#[derive(Clone, Copy, PartialEq)]
+enum Consonant {
+    S,
+    Sh,
+    /// A plosive's release burst: short, and decaying rather than swelling.
+    Plosive,
+}
+
+impl Consonant {
+    /// Level (relative to the vowel) and centre of the noise (Hz).
+    fn noise(self) -> (f64, f64) {
+        match self {
+            Consonant::S => (0.5, 5500.0),
+            Consonant::Sh => (0.6, 3000.0),
+            Consonant::Plosive => (0.6, 2000.0),
+        }
+    }
+}
+
 /// One syllable of a test phrase (times in seconds from the phrase's start).
 struct Syllable {
     start: f64,
-    /// The consonant before the vowel: 0 none, 1 /s/, 2 /sh/, 3 a plosive's burst.
-    consonant: usize,
+    consonant: Option<Consonant>,
     consonant_s: f64,
     vowel_s: f64,
     /// Formants glide from the first vowel to the second (a diphthong).
@@ -95,11 +119,16 @@ fn speech_phrase(rand: &mut impl FnMut() -> f64, fs: f64, len: usize) -> Vec<f64
     let mut syllables = Vec::new();
     let mut pos = 0.02;
     while pos < dur - 0.15 {
-        let consonant = (rand() * 4.0) as usize;
+        let consonant = [
+            None,
+            Some(Consonant::S),
+            Some(Consonant::Sh),
+            Some(Consonant::Plosive),
+        ][(rand() * 4.0) as usize];
         let consonant_s = match consonant {
-            0 => 0.0,
-            3 => 0.03,
-            _ => 0.07 + 0.04 * rand(),
+            None => 0.0,
+            Some(Consonant::Plosive) => 0.03,
+            Some(_) => 0.07 + 0.04 * rand(),
         };
         let mut vowel_s = 0.13 + 0.1 * rand();
         let from = VOWELS[(rand() * VOWELS.len() as f64) as usize];
@@ -134,13 +163,12 @@ fn speech_phrase(rand: &mut impl FnMut() -> f64, fs: f64, len: usize) -> Vec<f64
             at(s.start + s.consonant_s),
             at(s.start + s.consonant_s + s.vowel_s),
         );
-        if s.consonant > 0 {
-            let (level, centre) =
-                [(0.0, 0.0), (0.5, 5500.0), (0.6, 3000.0), (0.6, 2000.0)][s.consonant];
+        if let Some(consonant) = s.consonant {
+            let (level, centre) = consonant.noise();
             let m = (v0 - c0).max(1) as f64;
             for i in c0..v0 {
                 let k = (i - c0) as f64 / m;
-                let shape = if s.consonant == 3 {
+                let shape = if consonant == Consonant::Plosive {
                     (-8.0 * k).exp()
                 } else {
                     (PI * k).sin().powf(0.7)
@@ -208,7 +236,6 @@ fn speech_phrase(rand: &mut impl FnMut() -> f64, fs: f64, len: usize) -> Vec<f64
         1.0,
         &mut fricative,
     );
-    let peak = |v: &[f64]| v.iter().fold(0f64, |m, x| m.max(x.abs())).max(1e-9);
     let (pv, pf) = (peak(&voiced), peak(&fricative));
     let ramp = 0.01 * fs;
     (0..len)
@@ -459,9 +486,11 @@ mod tests {
 
     /// Pitch (Hz) of a window, from the highest autocorrelation peak between 70 and 400 Hz.
     fn pitch(w: &[f32], rate: f64) -> f64 {
-        let lags = (rate / 400.0) as usize..=(rate / 70.0) as usize;
         let ac = |lag: usize| -> f64 { w.iter().zip(&w[lag..]).map(|(a, b)| (a * b) as f64).sum() };
-        let best = lags.max_by(|&a, &b| ac(a).total_cmp(&ac(b))).unwrap();
+        let (best, _) = ((rate / 400.0) as usize..=(rate / 70.0) as usize)
+            .map(|lag| (lag, ac(lag)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap();
         rate / best as f64
     }
 
