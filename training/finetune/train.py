@@ -77,6 +77,9 @@ def parse_args(argv=None):
                    help="weight of -SI-SDR (dB) of the band-limited output against the speech")
     p.add_argument("--w-asym", type=float, default=0.0,
                    help="weight of the over-suppression term (compressed speech magnitude the output lacks)")
+    p.add_argument("--w-stoi", type=float, default=0.0,
+                   help="weight of 1 - STOI (differentiable, losses.stoi_loss) of the band-limited "
+                        "output against the speech")
     p.add_argument("--smr", default=None,
                    help="speech-to-music ratio range of the mixtures in dB: --smr=MIN,MAX, inside "
                         "MixConfig.smr_db (default: all of it, -10 to 15)")
@@ -169,6 +172,8 @@ class Trainer:
         terms["mr"] = L.multires_loss(y_lp, s_lp)
         if self.args.w_sisdr > 0:
             terms["sisdr"] = L.neg_si_sdr_loss(y_lp, s_lp)
+        if self.args.w_stoi > 0:
+            terms["stoi"] = L.stoi_loss(y_lp, s_lp, sr=m.sr)
         # music-only frames: no speech-active sample within 5 frames (50 ms) of the output frame
         act = active.float()[:, None]
         near = torch.nn.functional.max_pool1d(act, 11, 1, 5)[:, 0] > 0
@@ -183,7 +188,7 @@ class Trainer:
             terms["hf"] = L.hf_distill_loss(out["m"], m_t, self.first_hf_band)
         a = self.args
         w = dict(spec=a.w_spec, mr=a.w_mr, mo=a.w_mo, lsnr=a.w_lsnr, hf=a.w_hf, sisdr=a.w_sisdr,
-                 asym=a.w_asym)
+                 asym=a.w_asym, stoi=a.w_stoi)
         total = sum(w[k] * v for k, v in terms.items())
         return total, {k: float(v.detach()) for k, v in terms.items()}
 

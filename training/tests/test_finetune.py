@@ -280,6 +280,66 @@ def test_over_suppression_term_enters_the_training_loss(tmp_path):
     assert terms["asym"] > 0
 
 
+def _speechlike(seconds=3.0, sr=48000, seed=0):
+    """Harmonics of a gliding 120-200 Hz pitch, switched on and off at a syllable rate, with a
+    pause in the middle: enough envelope structure for STOI."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    f0 = 120 + 80 * (0.5 + 0.5 * np.sin(2 * np.pi * 0.7 * t))
+    ph = 2 * np.pi * np.cumsum(f0) / sr
+    x = sum(np.sin(k * ph) / k for k in range(1, 25))
+    env = (np.sin(2 * np.pi * 4 * t) > -0.2) * (np.abs(t - seconds / 2) > 0.3)
+    return (x * env + 1e-4 * rng.standard_normal(len(t))) * 0.1
+
+
+def test_stoi_loss_follows_pystoi():
+    """--w-stoi's surrogate (computed at 48 kHz, no resampling) is 1 - STOI within 0.02 of
+    pystoi's STOI (which resamples to 10 kHz) over noise levels, and falls as the noise falls."""
+    from pystoi import stoi
+    import losses as L
+    s = _speechlike()
+    noise = np.random.default_rng(1).standard_normal(len(s)) * 0.1
+    got = []
+    for g in (0.02, 0.1, 0.3, 1.0):
+        y = s + g * noise
+        ours = 1 - float(L.stoi_loss(torch.from_numpy(y)[None], torch.from_numpy(s)[None]))
+        assert ours == pytest.approx(stoi(s, y, 48000), abs=0.02)
+        got.append(ours)
+    assert got == sorted(got, reverse=True) and got[0] - got[-1] > 0.2
+    assert float(L.stoi_loss(torch.from_numpy(s)[None], torch.from_numpy(s)[None])) == pytest.approx(0, abs=1e-4)
+
+
+def test_stoi_loss_skips_items_without_speech_and_has_a_gradient():
+    import losses as L
+    s = torch.from_numpy(_speechlike(seed=2))
+    silent = torch.zeros_like(s)
+    noise = torch.from_numpy(np.random.default_rng(3).standard_normal(len(s)) * 0.03)
+    y = torch.stack([s + noise, noise]).requires_grad_(True)
+    both = L.stoi_loss(y, torch.stack([s, silent]))
+    alone = L.stoi_loss(y[:1], s[None])
+    assert float(both.detach()) == pytest.approx(float(alone.detach()), rel=1e-9)
+    both.backward()
+    assert torch.isfinite(y.grad).all() and float(y.grad[0].abs().sum()) > 0
+    assert float(y.grad[1].abs().sum()) == 0
+    assert float(L.stoi_loss(noise[None], silent[None])) == 0.0
+
+
+def test_stoi_term_enters_the_training_loss(tmp_path):
+    """With --w-stoi the term is computed and weighted; without it, it is not computed."""
+    import train
+    sp = torch.from_numpy(_speechlike(seconds=480 * 200 / 48000, seed=4)).float()[None]
+    mix = sp + 0.05 * torch.randn(1, sp.shape[1], generator=torch.Generator().manual_seed(5))
+    active = torch.ones(1, 200, dtype=torch.bool)
+    totals = {}
+    for w in ("0", "2"):
+        tr = train.Trainer(train.parse_args(["--out", str(tmp_path), "--w-stoi", w]))
+        with torch.no_grad():
+            totals[w], terms = tr.losses(mix, sp, active)
+        assert ("stoi" in terms) == (w != "0")
+    assert float(totals["2"] - totals["0"]) == pytest.approx(2 * terms["stoi"], rel=1e-4)
+    assert 0 < terms["stoi"] < 1
+
+
 def test_smr_range_option():
     import train
     assert train.parse_smr("-10,15") == (-10.0, 15.0)
