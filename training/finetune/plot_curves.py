@@ -2,7 +2,7 @@
 
     training/.venv/bin/python training/finetune/plot_curves.py [NAME=]RUN [[NAME=]RUN ...] [-o curves.svg]
 
-Left: training loss (mean over windows of 50 steps; runs with the -SI-SDR term have it left out,
+Left: training loss (mean over windows of 50 steps; the -SI-SDR and STOI terms of runs with them left out,
 so the curves compare). Right: validation SI-SDRi (all items solid, vocal-music items dashed, dB)
 against the step, one colour per run; a run trained with --ema also gets its moving average of the
 weights (all items, dotted).
@@ -72,9 +72,10 @@ def main(argv=None):
         color = COLORS[i % len(COLORS)]
         tr = read(run / "train.csv")
         va = read_validation(run / "val.csv")
-        # The loss without the optional -SI-SDR term (negative dB), so that runs compare.
-        w_sisdr = json.loads((run / "args.json").read_text()).get("w_sisdr", 0.0) if (run / "args.json").exists() else 0.0
-        plain = [r["loss"] - w_sisdr * r.get("sisdr", 0.0) for r in tr]
+        # The loss without the optional -SI-SDR (negative dB) and STOI terms, so that runs compare.
+        args = json.loads((run / "args.json").read_text()) if (run / "args.json").exists() else {}
+        w_sisdr, w_stoi = args.get("w_sisdr", 0.0), args.get("w_stoi", 0.0)
+        plain = [r["loss"] - w_sisdr * r.get("sisdr", 0.0) - w_stoi * r.get("stoi", 0.0) for r in tr]
         loss = [(tr[j + win - 1]["step"], sum(plain[j:j + win]) / win) for j in range(0, len(tr) - win + 1, win)]
         loss_series.append((name, loss, color, None))
         val_series.append((f"{name}: all", [(r["step"], r["si_sdri"]) for r in va], color, None))
