@@ -9,18 +9,20 @@
 #   A     from the released DeepFilterNet3, lr 2e-4, steps 1-1000
 #   B     from A's step 1000: + the -SI-SDR term, half the music-only weight, lr 1e-4, to step 3194
 #         (the model shipped until 2026-11-22)
-#   N     from B's weights (exported, then read back: a fresh optimiser, as the run was made), to
-#         step 3750: lr 1e-4 cosine-decayed to 5e-6 over 1500 steps, a moving average of the weights
-#         (0.998), PSOLA and WORLD sung stems (40 % of items), band-limited music in half the items,
-#         and the over-suppression term at 1000 (--w-asym)
-#   ship  a soup, half B's weights and half N's moving average (soup.py), exported by
-#         export_eval.py: the three ONNX graphs + config.ini in training/runs/nomusic-ship, checked
-#         against the torch modules, `nomusic bench` on ../shared/bench/dev and on training/data/val
+#   T, U  from B's weights (exported, then read back: a fresh optimiser, as the runs were made),
+#         to step 3750 each: lr 1e-4 cosine-decayed to 5e-6 over 1500 steps, a moving average of
+#         the weights (0.998), PSOLA and WORLD sung stems (40 % of items), band-limited music in
+#         half the items, the over-suppression term at 1000 (--w-asym) and the differentiable
+#         STOI term (--w-stoi) at 1 (T) and 3 (U)
+#   ship  a soup, half B's weights and a quarter each of T's and U's moving averages (soup.py),
+#         exported by export_eval.py: the three ONNX graphs + config.ini in
+#         training/runs/nomusic-ship, checked against the torch modules, `nomusic bench` on
+#         ../shared/bench/dev and on training/data/val
 #   --install: copies them to crates/models/assets/nomusic and rewrites the parity reference
 #
 # Everything is seeded (seed 0; a step's batch depends only on the step number), one CPU thread
-# per run, nice 19. About 3.7 hours of one thread for the three stages on this machine (~2.9-3.5 s a
-# step), plus ~40 minutes for the data. Runs go to training/runs/nomusic-{a,b,b-export,n,ship} (git-ignored).
+# per run, nice 19. About 4.3 hours of one thread for the four stages on this machine (~2.9-3.5 s a
+# step), plus ~40 minutes for the data. Runs go to training/runs/nomusic-{a,b,b-export,t,u,ship} (git-ignored).
 #
 # NOMUSIC_RECIPE_SMOKE=1 runs the same plumbing with a few tiny steps per stage (batch 2, no
 # benchmarks, into training/runs/smoke-*): a check of this script, not a model.
@@ -38,12 +40,12 @@ done
 
 if [ "${NOMUSIC_RECIPE_SMOKE:-0}" = 1 ]; then
   PREFIX=training/runs/smoke
-  A_END=3; B_END=6; N_END=9
+  A_END=3; B_END=6; TU_END=9
   EXTRA=(--batch 2 --val-items 2 --val-every 3 --keep-every 3)
   [ "$INSTALL" = 0 ] || { echo "--install is refused in a smoke run" >&2; exit 2; }
 else
   PREFIX=training/runs/nomusic
-  A_END=1000; B_END=3194; N_END=3750
+  A_END=1000; B_END=3194; TU_END=3750
   EXTRA=()
   bash training/setup-train.sh
   bash training/prepare.sh
@@ -72,15 +74,18 @@ stage() {
 stage a "$A_END"
 stage b "$B_END" --init "$PREFIX-a/ckpt_final.pt" --lr 1e-4 --w-mo 0.05 --w-sisdr 0.01
 
-# B's weights as the released graphs carry them: the start of stage N and half of the soup.
+# B's weights as the released graphs carry them: the start of stages T and U and half of the soup.
 B_EXPORT="$PREFIX-b-export"
 [ -f "$B_EXPORT/config.ini" ] || $NICE "$PY" training/finetune/export_eval.py "$PREFIX-b/ckpt_final.pt" --out "$B_EXPORT"
-stage n "$N_END" --init "$B_EXPORT" --init-step "$B_END" --lr 1e-4 --decay-from "$B_END" --decay-steps 1500 \
-  --lr-min 5e-6 --ema 0.998 --w-mo 0.05 --w-sisdr 0.01 --sung world,psola --p-sung 0.4 --p-bandlimit 0.5 \
-  --w-asym 1000
+FROM_B=(--init "$B_EXPORT" --init-step "$B_END" --lr 1e-4 --decay-from "$B_END" --decay-steps 1500
+  --lr-min 5e-6 --ema 0.998 --w-mo 0.05 --w-sisdr 0.01 --sung world,psola --p-sung 0.4 --p-bandlimit 0.5
+  --w-asym 1000)
+stage t "$TU_END" "${FROM_B[@]}" --w-stoi 1
+stage u "$TU_END" "${FROM_B[@]}" --w-stoi 3
 
 SHIP="$PREFIX-ship"
-$NICE "$PY" training/finetune/soup.py "$PREFIX-soup.pt" "$B_EXPORT:0.5" "$PREFIX-n/ckpt_final.pt@ema:0.5"
+$NICE "$PY" training/finetune/soup.py "$PREFIX-soup.pt" "$B_EXPORT:0.5" "$PREFIX-t/ckpt_final.pt@ema:0.25" \
+  "$PREFIX-u/ckpt_final.pt@ema:0.25"
 if [ "${NOMUSIC_RECIPE_SMOKE:-0}" = 1 ]; then
   $NICE "$PY" training/finetune/export_eval.py "$PREFIX-soup.pt" --out "$SHIP"
   echo "smoke run done: $SHIP"
