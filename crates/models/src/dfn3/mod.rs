@@ -6,17 +6,19 @@
 //!
 //! 1. a hop whose mean square is below 1e-7 is output as silence and changes no state;
 //! 2. Vorbis-window analysis (FFT 960) of the new hop; the spectrum joins two rings: noisy
-//!    frames for the deep filter (`df_order` long) and frames for the ERB gains
-//!    (`df_order + conv_lookahead` long);
+//!    frames for the deep filter (`df_order + conv_lookahead - df_lookahead` long) and frames
+//!    for the ERB gains (`df_order + conv_lookahead` long);
 //! 3. features of the new frame (ERB dB energies, normalised low spectrum) feed the encoder,
 //!    whose local-SNR estimate decides which decoders run;
 //! 4. ERB gains are applied to the frame `conv_lookahead` hops old, the deep filter over the
-//!    last `df_order` noisy frames replaces its first `nb_df` bins, and the frame is
-//!    synthesised by overlap-add.
+//!    `df_order` noisy frames around it (reaching `df_lookahead` frames past it) replaces its
+//!    first `nb_df` bins, and the frame is synthesised by overlap-add.
 //!
-//! The output frame is `lookahead = max(conv_lookahead, df_lookahead)` hops behind the input
-//! frame, and the STFT adds `fft_size - hop_size`, so the latency is
-//! `fft_size - hop_size + lookahead * hop_size` = 1440 samples (30 ms) for the released model.
+//! The output frame is `conv_lookahead` hops behind the input frame, and the STFT adds
+//! `fft_size - hop_size`, so the latency is `fft_size - hop_size + conv_lookahead * hop_size`:
+//! 1440 samples (30 ms) for the released model (`conv_lookahead = df_lookahead = 2`), 1920
+//! (40 ms) for one widened by `training/finetune/lookahead.py` (`conv_lookahead = 3`: one frame
+//! more for the network to see, the deep filter still reaching 2 frames past its target).
 //!
 //! Allocation: `new` builds everything. Per hop, tract allocates the graphs' outputs and
 //! intermediate values, and the input vector of the five-input ERB decoder spills to the heap;
@@ -107,6 +109,8 @@ impl Dfn3Config {
             || cfg.nb_df > n_freqs
             || cfg.nb_erb < 4
             || cfg.df_order == 0
+            || cfg.df_lookahead > cfg.conv_lookahead
+            || cfg.df_lookahead >= cfg.df_order
         {
             return Err(invalid(format!("inconsistent [df] parameters: {cfg:?}")));
         }
@@ -115,7 +119,7 @@ impl Dfn3Config {
 
     /// Frames between an input frame and the output frame it becomes.
     pub fn lookahead_frames(&self) -> usize {
-        self.conv_lookahead.max(self.df_lookahead)
+        self.conv_lookahead
     }
 
     /// Samples between an input sample and the output sample it becomes.
@@ -137,7 +141,8 @@ pub struct DeepFilterNet3 {
     analysis: StftAnalysis,
     synthesis: StftSynthesis,
     features: Features,
-    /// Noisy frames for the deep filter, oldest first (`df_order`).
+    /// Noisy frames for the deep filter, oldest first (`df_order + conv_lookahead -
+    /// df_lookahead`; the filter reads the oldest `df_order`).
     noisy: Vec<Vec<Complex32>>,
     /// Frames that receive the ERB gains, oldest first (`df_order + conv_lookahead`).
     gained: Vec<Vec<Complex32>>,
@@ -319,7 +324,7 @@ impl DeepFilterNet3 {
             synthesis: StftSynthesis::new(cfg.fft_size, cfg.hop_size, window, 1.0)
                 .map_err(stft_err)?,
             features: Features::new(erb_widths, nb_df, alpha),
-            noisy: frames(cfg.df_order.max(cfg.lookahead_frames())),
+            noisy: frames(cfg.df_order + cfg.conv_lookahead - cfg.df_lookahead),
             gained: frames(cfg.df_order + cfg.conv_lookahead),
             spectrum: vec![Complex32::default(); n_freqs],
             filtered: vec![Complex32::default(); nb_df],
@@ -462,5 +467,51 @@ impl Separator for DeepFilterNet3 {
             self.erb_dec = erb;
             self.df_dec = df;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The built-in model's `config.ini` with its look-ahead lines set as given.
+    fn config(conv_lookahead: usize, df_lookahead: usize) -> Result<Dfn3Config, ModelError> {
+        let text = crate::builtin::NOMUSIC_FILES
+            .iter()
+            .find(|(name, _)| *name == "config.ini")
+            .map(|(_, bytes)| String::from_utf8_lossy(bytes).into_owned())
+            .expect("the built-in model has a config.ini");
+        let set = |text: &str, key: &str, value: usize| {
+            text.lines()
+                .map(|l| match l.split_once('=') {
+                    Some((k, _)) if k.trim() == key => format!("{key} = {value}"),
+                    _ => l.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let text = set(
+            &set(&text, "conv_lookahead", conv_lookahead),
+            "df_lookahead",
+            df_lookahead,
+        );
+        Dfn3Config::parse(&text, Path::new("config.ini"))
+    }
+
+    #[test]
+    fn latency_follows_the_networks_look_ahead() {
+        // The released model: 10 ms of STFT and 2 frames.
+        assert_eq!(config(2, 2).unwrap().latency_frames(), 1440);
+        // lookahead.py's model: one frame more, the deep filter still 2 past its target.
+        let la3 = config(3, 2).unwrap();
+        assert_eq!(la3.lookahead_frames(), 3);
+        assert_eq!(la3.latency_frames(), 1920);
+    }
+
+    #[test]
+    fn a_deep_filter_reaching_past_the_network_is_refused() {
+        // The filter would need frames the runner has not analysed yet.
+        let err = config(2, 3).unwrap_err().to_string();
+        assert!(err.contains("inconsistent"), "{err}");
     }
 }
