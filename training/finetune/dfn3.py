@@ -10,7 +10,9 @@ Mirrors crates/models/src/dfn3 (itself libDF v0.5.6's `DfTract`), over whole seq
   exponentially smoothed magnitude (initial linspace(0.001, 0.0001)).
 - The graphs see features up to frame t; their outputs at t give the ERB gains for frame t - 2
   (conv_lookahead) and the deep-filter coefficients that combine frames t - 4 .. t into the
-  first 96 bins of output frame t - 2 (df_order 5, df_lookahead 2).
+  first 96 bins of output frame t - 2 (df_order 5, df_lookahead 2). A model with more look-ahead
+  (lookahead.py: conv_lookahead L > df_lookahead D) targets frame t - L, and its deep filter
+  combines frames t - L - 4 + D .. t - L + D.
 - Not modelled here (inference only): libDF's silence gate (hop mean square < 1e-7) and the
   local-SNR switches (lsnr < -15 dB: zero frame; > 35 dB: pass through; DF off above 35 dB).
   `Dfn3.forward(..., gate=True)` applies the lsnr switches for evaluation.
@@ -107,7 +109,9 @@ class Dfn3(torch.nn.Module):
         self.nb_erb, self.nb_df = int(df["nb_erb"]), int(df["nb_df"])
         self.df_order, self.df_lookahead = int(df["df_order"]), int(df["df_lookahead"])
         self.conv_lookahead = int(cfg["deepfilternet"]["conv_lookahead"])
-        assert self.df_lookahead == self.conv_lookahead == 2 and self.df_order == 5
+        if not (self.df_order == 5 and 0 <= self.df_lookahead <= self.conv_lookahead):
+            raise ValueError(f"{self.dir}: df_order {self.df_order}, df_lookahead {self.df_lookahead}, "
+                             f"conv_lookahead {self.conv_lookahead}: need order 5 and df <= conv look-ahead")
         self.alpha = norm_alpha(self.sr, self.hop, float(df["norm_tau"]))
         self.widths = erb_band_widths(self.sr, self.fft, self.nb_erb, int(df["min_nb_erb_freqs"]))
         self.register_buffer("window", torch.from_numpy(vorbis_window(self.fft)), persistent=False)
@@ -162,13 +166,15 @@ class Dfn3(torch.nn.Module):
 
     def enhance(self, spec, m, coefs, lsnr=None):
         """Applies gains [B,1,T,32] and coefs [B,T,96,10] to spec [B,T,F]; frame t of the result
-        is output frame t - 2 (zeros before the start)."""
+        is output frame t - conv_lookahead (zeros before the start)."""
         b, t, _ = spec.shape
         look = self.conv_lookahead
-        xp = torch.nn.functional.pad(torch.view_as_real(spec), (0, 0, 0, 0, self.df_order - 1, 0))
-        xp = torch.view_as_complex(xp)  # xp[t + 4] = spec[t]
+        # The deep filter's window ends `look - df_lookahead` frames before the newest one.
+        front = self.df_order - 1 + look - self.df_lookahead
+        xp = torch.nn.functional.pad(torch.view_as_real(spec), (0, 0, 0, 0, front, 0))
+        xp = torch.view_as_complex(xp)  # xp[t + front] = spec[t]
         gains = m[:, 0][..., self.band_of_bin]  # [B, T, F]
-        delayed = xp[:, self.df_order - 1 - look: self.df_order - 1 - look + t]  # spec[t - 2]
+        delayed = xp[:, front - look: front - look + t]  # spec[t - look]
         gained = delayed * gains
         c = coefs.reshape(b, t, self.nb_df, self.df_order, 2)
         c = torch.complex(c[..., 0], c[..., 1])
@@ -182,7 +188,7 @@ class Dfn3(torch.nn.Module):
         return torch.cat([filt, gained[..., self.nb_df:]], dim=-1)
 
     def forward(self, x: torch.Tensor, gate: bool = False):
-        """x [B, N] at 48 kHz -> dict(spec, enh (spectrum of output frames delayed by 2), m, coefs, lsnr)."""
+        """x [B, N] at 48 kHz -> dict(spec, enh (spectrum of output frames delayed by conv_lookahead), m, coefs, lsnr)."""
         spec = self.stft(x)
         fe, fs = self.features(spec)
         m, coefs, lsnr = self.graphs(fe, fs)
@@ -190,7 +196,7 @@ class Dfn3(torch.nn.Module):
         return dict(spec=spec, enh=enh, m=m, coefs=coefs, lsnr=lsnr)
 
     def delay_spec(self, spec: torch.Tensor) -> torch.Tensor:
-        """spec[t - 2]: a target aligned with `enhance`'s output."""
+        """spec[t - conv_lookahead]: a target aligned with `enhance`'s output."""
         r = torch.view_as_real(spec)
         r = torch.nn.functional.pad(r, (0, 0, 0, 0, self.conv_lookahead, 0))[:, : spec.shape[1]]
         return torch.view_as_complex(r.contiguous())

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ftcommon import ROOT, SHARED, VAL_DIR, base_model_dir, checkpoint_weights  # noqa: E402
+from ftcommon import ROOT, SHARED, VAL_DIR, base_model_dir, checkpoint_graphs, checkpoint_weights  # noqa: E402
 from dfn3 import Dfn3  # noqa: E402
 
 
@@ -65,11 +65,12 @@ def main(argv=None):
     p.add_argument("--ema", action="store_true", help="export the checkpoint's moving average of the weights")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    model = Dfn3(base_model_dir())
     if a.checkpoint == "base":
+        model = Dfn3(base_model_dir())
         out = Path(a.out) if a.out else base_model_dir()
         step = 0
     else:
+        model = Dfn3(checkpoint_graphs(a.checkpoint))
         weights, step = checkpoint_weights(a.checkpoint, ema=a.ema)
         model.load_state_dict(weights)
         tag = "-ema" if a.ema else ""

@@ -37,6 +37,14 @@ def base_model_dir() -> Path:
     return BASE_DIR
 
 
+def checkpoint_graphs(path: str | Path) -> Path:
+    """The model directory whose graphs a train.py checkpoint's weights fit (train.py --graphs;
+    the released model's for checkpoints from before that option)."""
+    import torch
+    graphs = (torch.load(path, weights_only=False).get("args") or {}).get("graphs")
+    return Path(graphs) if graphs else base_model_dir()
+
+
 def checkpoint_weights(path: str | Path, ema: bool = False) -> tuple[dict, int]:
     """(state dict, step) of a train.py checkpoint: its weights, or with `ema` their moving
     average (train.py --ema); a checkpoint without one is refused by name."""

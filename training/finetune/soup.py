@@ -6,8 +6,10 @@ is the released model): one model, no extra inference cost.
 Each ingredient is CHECKPOINT:WEIGHT (`base` = the released DeepFilterNet3; CHECKPOINT@ema takes a
 checkpoint's moving average of the weights, from train.py --ema; a directory is an exported
 model, e.g. crates/models/assets/nomusic, the shipped one); the weights are normalised to sum
-to 1. OUT.pt holds {model, step, soup} and is read by export_eval.py like a training checkpoint
-(its step is the largest checkpoint step among the ingredients).
+to 1. OUT.pt holds {model, step, soup, args: {graphs}} and is read by export_eval.py like a
+training checkpoint (its step is the largest checkpoint step among the ingredients). All the
+ingredients must share one network: the graphs of the first one (a directory, a checkpoint's
+train.py --graphs, or the released model for `base`), which OUT.pt records.
 """
 from __future__ import annotations
 
@@ -16,8 +18,17 @@ from pathlib import Path
 
 import torch
 
-from ftcommon import base_model_dir, checkpoint_weights, exported_weights  # noqa: E402  (sets sys.path)
+from ftcommon import base_model_dir, checkpoint_graphs, checkpoint_weights, exported_weights  # noqa: E402  (sets sys.path)
 from dfn3 import Dfn3  # noqa: E402
+
+
+def graphs_of(path: str) -> Path:
+    """The graphs an ingredient's weights fit."""
+    if path == "base":
+        return base_model_dir()
+    if Path(path).is_dir():
+        return Path(path)
+    return checkpoint_graphs(path.removesuffix("@ema"))
 
 
 def main(argv):
@@ -28,22 +39,29 @@ def main(argv):
         path, _, w = spec.rpartition(":")
         parts.append((path, float(w)))
     total = sum(w for _, w in parts)
-    base = Dfn3(base_model_dir()).state_dict()
+    graphs = graphs_of(parts[0][0])
+    template = Dfn3(graphs).state_dict()
     acc, step = None, 0
     for path, w in parts:
         if path == "base":
-            sd = base
+            sd = Dfn3(base_model_dir()).state_dict()
         elif Path(path).is_dir():
             sd = exported_weights(path)
         else:
             sd, ckpt_step = checkpoint_weights(path.removesuffix("@ema"), ema=path.endswith("@ema"))
             step = max(step, ckpt_step)
+        odd = [k for k, v in template.items() if k not in sd or sd[k].shape != v.shape]
+        if odd:
+            sys.exit(f"{path}: not the network of {graphs} ({len(odd)} weights differ, e.g. {odd[0]}); "
+                     "a model with more look-ahead soups only with ingredients of its own graphs "
+                     "(training/finetune/lookahead.py turns an exported model into one)")
         if acc is None:
             acc = {k: torch.zeros_like(v, dtype=torch.float64) for k, v in sd.items() if v.is_floating_point()}
         for k in acc:
             acc[k] += (w / total) * sd[k].double()
-    model = {k: (acc[k].to(v.dtype) if k in acc else v) for k, v in base.items()}
-    torch.save(dict(model=model, step=step, soup=[(p, w / total) for p, w in parts]), out)
+    model = {k: (acc[k].to(v.dtype) if k in acc else v) for k, v in template.items()}
+    torch.save(dict(model=model, step=step, soup=[(p, w / total) for p, w in parts],
+                    args=dict(graphs=str(graphs))), out)
     print(f"wrote {out}: " + ", ".join(f"{p} x {w / total:.2f}" for p, w in parts))
 
 

@@ -38,11 +38,18 @@ def parse_args(argv=None):
                         "fresh optimiser, step --init-step); this run's arguments apply")
     p.add_argument("--init-step", type=int, default=None,
                    help="with --init DIR: the step to count on from (for --decay-from and --steps)")
+    p.add_argument("--graphs", default=None,
+                   help="the model directory whose graphs and config.ini define the network trained "
+                        "(default: the released DeepFilterNet3); e.g. a lookahead.py output, "
+                        "whose network sees more frames ahead")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--items-per-epoch", type=int, default=20000)
     p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--lr-inputs", type=float, default=1.0,
+                   help="multiply the lr of the encoder's two input convolutions by this (the ones "
+                        "lookahead.py widens: their new taps start at zero)")
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--decay-from", type=int, default=None,
                    help="from this step, cosine decay of the lr to --lr-min over --decay-steps steps")
@@ -102,12 +109,26 @@ def parse_smr(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+def input_conv_weights(model: Dfn3) -> list[str]:
+    """Parameter names of the weights of the encoder's convolutions on its two inputs."""
+    from lookahead import FEATURE_INPUTS
+    enc = model.enc
+    pads = [outs[0] for op, ins, outs, _ in enc.nodes if op == "Pad" and ins[0] in FEATURE_INPUTS]
+    names = [f"enc.{enc.param_names[ins[1]]}" for op, ins, _, _ in enc.nodes if op == "Conv" and ins[0] in pads]
+    if len(names) != len(FEATURE_INPUTS):
+        raise SystemExit(f"expected {len(FEATURE_INPUTS)} input convolutions in enc.onnx, found {names}")
+    return names
+
+
 class Trainer:
     def __init__(self, args):
         self.args = args
         torch.manual_seed(args.seed)
         base = base_model_dir()
-        self.model = Dfn3(base)
+        self.graphs = Path(args.graphs).resolve() if args.graphs else base
+        if args.graphs:
+            args.graphs = str(self.graphs)  # checkpoints name it (export_eval.py, soup.py read it)
+        self.model = Dfn3(self.graphs)
         self.teacher = None
         if args.hf == "distill":
             self.teacher = Dfn3(base)
@@ -117,7 +138,13 @@ class Trainer:
         self.low_bins = int(L.LOW_HZ / (self.model.sr / self.model.fft))
         edges = np.cumsum([0] + self.model.widths)
         self.first_hf_band = int(np.searchsorted(edges, self.low_bins))  # first band starting >= 7.5 kHz
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+        groups = [dict(params=list(self.model.parameters()), scale=1.0)]
+        if args.lr_inputs != 1.0:  # a second group only then: older checkpoints hold one
+            inputs = set(input_conv_weights(self.model))
+            groups = [dict(params=[p for n, p in self.model.named_parameters() if n not in inputs], scale=1.0),
+                      dict(params=[p for n, p in self.model.named_parameters() if n in inputs],
+                           scale=args.lr_inputs)]
+        self.opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay)
         self.step = 0
         self.skipped = 0
         self.mixer = None
@@ -185,6 +212,11 @@ class Trainer:
                 fe, fs = self.teacher.features(out["spec"])
                 e0, e1, e2, e3, emb, c0, lsnr = self.teacher.enc(fe, fs)
                 (m_t,) = self.teacher.erb_dec(emb, e3, e2, e1, e0)
+                # The teacher's gains of frame t are for the spectrum frame its look-ahead back;
+                # a student that looks further ahead puts the same frame's gains later.
+                late = m.conv_lookahead - self.teacher.conv_lookahead
+                if late > 0:
+                    m_t = torch.nn.functional.pad(m_t, (0, 0, late, 0))[:, :, : m_t.shape[2]]
             terms["hf"] = L.hf_distill_loss(out["m"], m_t, self.first_hf_band)
         a = self.args
         w = dict(spec=a.w_spec, mr=a.w_mr, mo=a.w_mo, lsnr=a.w_lsnr, hf=a.w_hf, sisdr=a.w_sisdr,
@@ -216,14 +248,14 @@ class Trainer:
     def ema_model(self) -> Dfn3:
         """A model holding the current moving average (the graphs are built once)."""
         if self._ema_model is None:
-            self._ema_model = Dfn3(base_model_dir())
+            self._ema_model = Dfn3(self.graphs)
         self._ema_model.load_state_dict(self.ema)
         return self._ema_model
 
     def train_step(self, mix, speech, active):
         self.model.train()
         for g in self.opt.param_groups:
-            g["lr"] = self.lr_at(self.step)
+            g["lr"] = self.lr_at(self.step) * g["scale"]
         total, terms = self.losses(mix, speech, active)
         self.opt.zero_grad(set_to_none=True)
         total.backward()

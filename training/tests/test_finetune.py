@@ -408,3 +408,96 @@ def test_soup_of_a_checkpoint_average_and_an_exported_model(model, tmp_path):
     for k, v in base.items():
         if v.is_floating_point():  # 0.25 x 2w + 0.75 x 3w = 2.75w
             assert torch.allclose(st["model"][k], 2.75 * v, rtol=1e-5, atol=1e-7), k
+
+
+@pytest.fixture(scope="module")
+def la3_dir(model, tmp_path_factory):
+    """The released model with one frame more look-ahead (lookahead.py)."""
+    import lookahead
+    out = tmp_path_factory.mktemp("la3")
+    lookahead.main([str(model.dir), str(out)])
+    return out
+
+
+def _prefixed(x):
+    """x [B, C, T, F] with a frame of zeros in front (the frame the wider pad adds at the start)."""
+    return torch.cat([torch.zeros_like(x[:, :, :1]), x], 2)
+
+
+def test_lookahead_graphs_are_the_old_network_one_frame_later(model, la3_dir):
+    """The widened encoder computes at frame t exactly what the old one computes at frame t - 1
+    (the old one fed one frame of zero features first), in torch and in onnxruntime; its config
+    says conv_lookahead 3 and df_lookahead 2, and the new (newest) taps are zero."""
+    from dfn3 import Dfn3
+    la3 = Dfn3(la3_dir)
+    assert (la3.conv_lookahead, la3.df_lookahead, la3.latency) == (3, 2, 1920)
+    fe, fs = _random_inputs(S=30, seed=5)
+    with torch.no_grad():
+        old = model.graphs(_prefixed(torch.from_numpy(fe)), _prefixed(torch.from_numpy(fs)))
+        new = la3.graphs(torch.from_numpy(fe), torch.from_numpy(fs))
+    assert torch.equal(old[0][:, :, :-1], new[0]) and torch.equal(old[1][:, :-1], new[1])
+    ref = _ort_run(la3_dir, fe, fs)
+    assert np.abs(ref["m"] - new[0].numpy()).max() < 1e-5
+    assert np.abs(ref["coefs"] - new[1].numpy()).max() < 1e-5
+    import train
+    for name in train.input_conv_weights(la3):
+        w = dict(la3.named_parameters())[name]
+        assert w.shape[2] == 4 and torch.all(w[:, :, 3] == 0), name
+
+
+def test_lookahead_enhance_targets_the_frame_three_back(model, la3_dir):
+    """With conv_lookahead 3 and df_lookahead 2, the outputs of frame t shape spectrum frame t - 3
+    and the deep filter reads frames t - 5 .. t - 1: the old pipeline one frame later."""
+    from dfn3 import Dfn3
+    la3 = Dfn3(la3_dir)
+    g = torch.Generator().manual_seed(2)
+    spec = torch.complex(torch.randn(1, 25, 481, generator=g), torch.randn(1, 25, 481, generator=g))
+    m = torch.rand(1, 1, 26, 32, generator=g)
+    coefs = torch.randn(1, 26, 96, 10, generator=g)
+    # The old pipeline on the spectrum one frame later, with the same network outputs.
+    old = model.enhance(torch.cat([torch.zeros_like(spec[:, :1]), spec], 1), m, coefs)
+    new = la3.enhance(spec, m[:, :, :25], coefs[:, :25])
+    assert torch.allclose(old[:, :25], new, atol=1e-6)
+    assert new[:, 4:].abs().min() > 0
+    assert torch.equal(la3.delay_spec(spec)[:, 3:], spec[:, :-3])
+
+
+def test_lookahead_model_matches_the_nomusic_runner(la3_dir, tmp_path):
+    """nomusic's runner, given the widened graphs and config, gives what the torch pipeline gives
+    (its deep filter reads the right frames of its longer ring)."""
+    from dfn3 import Dfn3
+    la3 = Dfn3(la3_dir)
+    with torch.no_grad():  # make the new taps count
+        g = torch.Generator().manual_seed(7)
+        import train
+        for name in train.input_conv_weights(la3):
+            w = dict(la3.named_parameters())[name]
+            w[:, :, 3] = 0.3 * w[:, :, 2].abs().mean() * torch.randn(w[:, :, 3].shape, generator=g)
+    la3.export(tmp_path / "model")
+    test_pipeline_matches_the_nomusic_runner(Dfn3(tmp_path / "model"), tmp_path)
+
+
+def test_training_a_lookahead_model(la3_dir, tmp_path):
+    """train.py --graphs DIR trains the widened network (its new taps leave zero, faster with
+    --lr-inputs), records DIR in the checkpoint for export_eval.py and soup.py, and soup.py refuses
+    to average it with a model of other graphs."""
+    import soup
+    import train
+    from ftcommon import checkpoint_graphs
+    args = train.parse_args(["--out", str(tmp_path), "--graphs", str(la3_dir), "--lr-inputs", "3",
+                             "--lr", "1e-4", "--warmup", "1"])
+    tr = train.Trainer(args)
+    assert [g["lr"] for g in tr.opt.param_groups] == [1e-4, 1e-4]
+    g = torch.Generator().manual_seed(0)
+    mix, sp = torch.randn(1, 480 * 40, generator=g) * 0.05, torch.randn(1, 480 * 40, generator=g) * 0.02
+    active = torch.ones(1, 40, dtype=torch.bool)
+    tr.train_step(mix, sp, active)
+    assert [g["lr"] for g in tr.opt.param_groups] == pytest.approx([1e-4, 3e-4])
+    for name in train.input_conv_weights(tr.model):
+        assert dict(tr.model.named_parameters())[name][:, :, 3].abs().max() > 0, name
+    tr.save(tmp_path / "ck.pt")
+    assert checkpoint_graphs(tmp_path / "ck.pt") == la3_dir.resolve()
+    soup.main(["soup.py", str(tmp_path / "soup.pt"), f"{la3_dir}:1", f"{tmp_path / 'ck.pt'}:1"])
+    assert checkpoint_graphs(tmp_path / "soup.pt") == la3_dir
+    with pytest.raises(SystemExit, match="not the network of"):
+        soup.main(["soup.py", str(tmp_path / "bad.pt"), f"{tmp_path / 'ck.pt'}:1", "base:1"])
