@@ -116,16 +116,18 @@ def is_val_music(path: str) -> bool:
     return stable_hash("valmusic:" + path) % 1000 < VAL_FRACTION_MUSIC * 1000
 
 
-SUNG_SETS = {"world": "corpus:", "psola": "psola:"}  # sung stem families by catalog package prefix
+SUNG_SETS = {"world": "corpus:", "psola": "psola:", "syllabic": "syllabic:"}  # sung stem families by catalog package prefix
 # music sets by catalog kind: the base soundtracks and MIDI renders, and music/fetch.py --extra
 MUSIC_SETS = {"base": ("debian", "midi"), "extra": ("debian-extra",)}
 
 
 def sung_split_key(row: dict) -> str:
-    """The name that puts a sung stem in the train or the val split: a PSOLA render goes where the
-    WORLD stem of the same utterance goes, so no utterance is sung on both sides."""
-    if row["package"].startswith(SUNG_SETS["psola"]):
-        return re.sub(r"_r\d+\.flac$", ".flac", row["file16"].replace("psola/", "sung/", 1))
+    """The name that puts a sung stem in the train or the val split: a PSOLA render (held or
+    syllabic) goes where the WORLD stem of the same utterance goes, so no utterance is sung on
+    both sides."""
+    for family in ("psola", "syllabic"):
+        if row["package"].startswith(SUNG_SETS[family]):
+            return re.sub(r"_r\d+\.flac$", ".flac", row["file16"].replace(f"{family}/", "sung/", 1))
     return row["file16"]
 
 

@@ -19,6 +19,13 @@ package psola:<corpus>). The training mixer uses them only when asked (train.py 
 --sung world,psola), so the default data and the shipped recipe are unchanged. Deterministic.
 
     training/.venv/bin/python training/singing/psola.py [--renders 3]
+
+With --style syllabic the same renders follow synth.SYLLABIC's scores instead (one note per
+syllable, vowels barely stretched, scoops, little vibrato: closer to amateur pop and folk singing
+than the held style), as a third family, `syllabic` (data/music/syllabic/, train.py --sung
+...,syllabic):
+
+    training/.venv/bin/python training/singing/psola.py --style syllabic --renders 2
 """
 from __future__ import annotations
 
@@ -35,7 +42,7 @@ from parselmouth.praat import call, run
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import CATALOG_FIELDS, CORPUS, MUSIC, merge_catalog, resample, stable_hash, write_tsv  # noqa: E402
-from synth import FP, catalog_row, clip_id, hz, pitch, score, sung_clips, write_stem  # noqa: E402
+from synth import FP, HELD, STYLES, Style, catalog_row, clip_id, hz, pitch, score, sung_clips, write_stem  # noqa: E402
 
 
 MAX_STRETCH = 8.0  # Praat's overlap-add falls short of longer stretches (the output comes out short)
@@ -101,12 +108,12 @@ def breath(y: np.ndarray, fs: int, rng: np.random.Generator, level_db: float) ->
     return y + 10 ** (level_db / 20) * n
 
 
-def sing_psola(x: np.ndarray, fs: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+def sing_psola(x: np.ndarray, fs: int, rng: np.random.Generator, style: Style = HELD) -> tuple[np.ndarray, dict]:
     shift = float(rng.uniform(0.82, 1.22))
     xs = resample(x.astype(np.float32), fs, int(round(fs / shift / 10)) * 10)  # played at fs: formants x shift
     f0 = pitch(xs.astype(np.float64), fs)
     octave = int(rng.choice([-1, 0, 0, 0, 1]))
-    sc = score(f0, rng)
+    sc = score(f0, rng, style)
     midi = sc.midi + 12 * octave
     if np.any(sc.voiced) and not 70 <= hz(np.median(midi[sc.voiced])) <= 900:
         midi = sc.midi
@@ -140,7 +147,12 @@ def main():
     ap.add_argument("--min-seconds", type=float, default=1.5)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--max-clips", type=int, default=10 ** 6)
+    ap.add_argument("--style", choices=sorted(STYLES), default="held",
+                    help="the score's style (synth.STYLES); 'syllabic' writes the family of that name: "
+                         "data/music/syllabic/, catalog_syllabic.tsv, package syllabic:<corpus>")
     args = ap.parse_args()
+    family = "psola" if args.style == "held" else args.style
+    style = STYLES[args.style]
     t0 = time.time()
     clips = sung_clips(args.min_seconds, args.max_clips)
     print(f"{len(clips)} clips x {args.renders} renders", flush=True)
@@ -149,7 +161,7 @@ def main():
         cid = clip_id(r)
         x = None
         for j in range(args.renders):
-            f16, f48 = Path("psola/16k") / f"{cid}_r{j}.flac", Path("psola/48k") / f"{cid}_r{j}.flac"
+            f16, f48 = Path(f"{family}/16k") / f"{cid}_r{j}.flac", Path(f"{family}/48k") / f"{cid}_r{j}.flac"
             if not (MUSIC / f16).exists() or not (MUSIC / f48).exists():
                 if x is None:
                     x, fs = sf.read(str(CORPUS / r["path"]), dtype="float32")
@@ -159,7 +171,7 @@ def main():
                 for attempt in range(3):  # a render that misses the score is drawn again
                     rng = np.random.default_rng([args.seed, j, stable_hash(r["path"]), attempt])
                     try:
-                        y, _ = sing_psola(x, fs, rng)
+                        y, _ = sing_psola(x, fs, rng, style)
                         break
                     except ValueError as e:  # no voiced speech, or a render that went wrong
                         err = e
@@ -168,13 +180,13 @@ def main():
                     print("skip", r["path"], f"render {j}:", err)
                     continue
                 write_stem(y, fs, f16, f48)
-            out_rows.append(catalog_row(f16, f48, "psola", r))
+            out_rows.append(catalog_row(f16, f48, family, r))
         if (k + 1) % 50 == 0:
             print(f"{k + 1}/{len(clips)} clips, {time.time() - t0:.0f} s", flush=True)
-    write_tsv(MUSIC / "catalog_psola.tsv", out_rows, CATALOG_FIELDS)
+    write_tsv(MUSIC / f"catalog_{family}.tsv", out_rows, CATALOG_FIELDS)
     merge_catalog()
     h = sum(float(r["duration_s"]) for r in out_rows) / 3600
-    print(f"psola: {len(out_rows)} stems, {h:.2f} h, {skipped} renders skipped, in {time.time() - t0:.0f} s")
+    print(f"{family}: {len(out_rows)} stems, {h:.2f} h, {skipped} renders skipped, in {time.time() - t0:.0f} s")
 
 
 if __name__ == "__main__":

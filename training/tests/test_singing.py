@@ -117,4 +117,38 @@ def test_sing_psola_is_deterministic_and_varies_the_voice(voice):
 def test_a_psola_render_goes_to_the_split_of_its_world_stem():
     world = dict(package="corpus:librispeech", file16="sung/16k/librispeech__LS1_a_b.flac")
     render = dict(package="psola:librispeech", file16="psola/16k/librispeech__LS1_a_b_r2.flac")
-    assert sung_split_key(render) == sung_split_key(world) == world["file16"]
+    syllabic = dict(package="syllabic:librispeech", file16="syllabic/16k/librispeech__LS1_a_b_r1.flac")
+    assert sung_split_key(render) == sung_split_key(syllabic) == sung_split_key(world) == world["file16"]
+
+
+def note_lengths_s(sc) -> np.ndarray:
+    """Durations of the score's voiced runs, in seconds."""
+    return np.array([(b - a) * synth.FP / 1000 for a, b in synth.runs(sc.voiced)])
+
+
+def test_the_default_style_sings_as_before_styles_existed(voice):
+    """The default (HELD) scores are those of synth.py before it had styles, so the world and
+    psola families do not change: sha256 prefixes of (src_pos, midi, voiced) recorded with that
+    version (git HEAD before the styles) for this talker."""
+    import hashlib
+    f0 = synth.pitch(voice.astype(np.float64), SR)
+    for seed, digest in ((4, "c19d93dd8fec0343"), (9, "83ccb7c31c0a607c")):
+        for sc in (synth.score(f0, np.random.default_rng(seed)),
+                   synth.score(f0, np.random.default_rng(seed), synth.HELD)):
+            got = hashlib.sha256(sc.src_pos.tobytes() + sc.midi.tobytes() + sc.voiced.tobytes()).hexdigest()
+            assert got[:16] == digest, seed
+
+
+def test_syllabic_scores_hold_shorter_notes_with_less_vibrato(voice):
+    """Over many draws, SYLLABIC notes are shorter than HELD ones and wobble less (the vibrato is
+    what the pitch does inside a note beyond its slow line), and some notes start low (scoops)."""
+    f0 = synth.pitch(voice.astype(np.float64), SR)
+    held = [synth.score(f0, np.random.default_rng([5, k])) for k in range(12)]
+    syl = [synth.score(f0, np.random.default_rng([5, k]), synth.SYLLABIC) for k in range(12)]
+    assert (np.median(np.concatenate([note_lengths_s(s) for s in syl]))
+            < 0.6 * np.median(np.concatenate([note_lengths_s(s) for s in held])))
+    depth = lambda scores: np.mean([s.info["vibrato_cents"] for s in scores])
+    assert depth(syl) < 0.5 * depth(held)
+    assert sum(s.info["vibrato_cents"] == 0 for s in syl) >= 2
+    y, _ = psola.sing_psola(voice, SR, np.random.default_rng([11, 0, 5, 0]), synth.SYLLABIC)
+    assert np.isfinite(y).all() and len(y) > 0.8 * len(voice)
