@@ -171,7 +171,7 @@ static MODELS: &[ModelSpec] = &[
         kind: ModelKind::DeepFilterNet3,
         description: "DeepFilterNet3 full-band speech enhancement (ERB gains + deep filtering)",
         sample_rate_hz: 48_000,
-        latency_ms: Some(40.0),
+        latency_ms: Some(30.0),
         licence: "MIT OR Apache-2.0",
         builtin: false,
         files: &[ModelFile {
@@ -187,7 +187,7 @@ static MODELS: &[ModelSpec] = &[
         kind: ModelKind::Dtln,
         description: "DTLN two-stage LSTM speech enhancement",
         sample_rate_hz: 16_000,
-        latency_ms: Some(32.0),
+        latency_ms: Some(24.0),
         licence: "MIT",
         builtin: false,
         files: &[
@@ -211,7 +211,7 @@ static MODELS: &[ModelSpec] = &[
         kind: ModelKind::Gtcrn,
         description: "GTCRN ultra-light streaming speech enhancement",
         sample_rate_hz: 16_000,
-        latency_ms: Some(32.0),
+        latency_ms: Some(16.0),
         licence: "MIT",
         builtin: false,
         files: &[ModelFile {

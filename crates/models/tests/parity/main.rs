@@ -8,4 +8,5 @@ mod common;
 mod dfn3;
 mod dtln;
 mod gtcrn;
+mod registry;
 mod timing;
