@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ftcommon import ROOT, SHARED, VAL_DIR, base_model_dir, checkpoint_graphs, checkpoint_weights  # noqa: E402
+from ftcommon import ROOT, SHARED, VAL_DIR, base_model_dir, checkpoint_weights  # noqa: E402
 from dfn3 import Dfn3  # noqa: E402
 
 
@@ -70,8 +70,8 @@ def main(argv=None):
         out = Path(a.out) if a.out else base_model_dir()
         step = 0
     else:
-        model = Dfn3(checkpoint_graphs(a.checkpoint))
-        weights, step = checkpoint_weights(a.checkpoint, ema=a.ema)
+        weights, step, graphs = checkpoint_weights(a.checkpoint, ema=a.ema)
+        model = Dfn3(graphs)
         model.load_state_dict(weights)
         tag = "-ema" if a.ema else ""
         out = Path(a.out) if a.out else Path(a.checkpoint).parent / f"export-step{step}{tag}"

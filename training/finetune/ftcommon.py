@@ -37,22 +37,17 @@ def base_model_dir() -> Path:
     return BASE_DIR
 
 
-def checkpoint_graphs(path: str | Path) -> Path:
-    """The model directory whose graphs a train.py checkpoint's weights fit (train.py --graphs;
-    the released model's for checkpoints from before that option)."""
-    import torch
-    graphs = (torch.load(path, weights_only=False).get("args") or {}).get("graphs")
-    return Path(graphs) if graphs else base_model_dir()
-
-
-def checkpoint_weights(path: str | Path, ema: bool = False) -> tuple[dict, int]:
-    """(state dict, step) of a train.py checkpoint: its weights, or with `ema` their moving
-    average (train.py --ema); a checkpoint without one is refused by name."""
+def checkpoint_weights(path: str | Path, ema: bool = False) -> tuple[dict, int, Path]:
+    """(state dict, step, graphs) of a train.py checkpoint: its weights, or with `ema` their
+    moving average (train.py --ema; a checkpoint without one is refused by name), and the model
+    directory whose graphs they fit (train.py --graphs; the released model's for checkpoints from
+    before that option)."""
     import torch
     st = torch.load(path, weights_only=False)
     if ema and st.get("ema") is None:
         sys.exit(f"{path} has no moving average (train.py --ema)")
-    return st["ema" if ema else "model"], st["step"]
+    graphs = (st.get("args") or {}).get("graphs")
+    return st["ema" if ema else "model"], st["step"], Path(graphs) if graphs else base_model_dir()
 
 
 def exported_weights(path: str | Path) -> dict:

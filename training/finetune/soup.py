@@ -18,17 +18,17 @@ from pathlib import Path
 
 import torch
 
-from ftcommon import base_model_dir, checkpoint_graphs, checkpoint_weights, exported_weights  # noqa: E402  (sets sys.path)
+from ftcommon import base_model_dir, checkpoint_weights, exported_weights  # noqa: E402  (sets sys.path)
 from dfn3 import Dfn3  # noqa: E402
 
 
-def graphs_of(path: str) -> Path:
-    """The graphs an ingredient's weights fit."""
+def ingredient(path: str) -> tuple[dict, int, Path]:
+    """(state dict, checkpoint step or 0, graphs it fits) of one ingredient."""
     if path == "base":
-        return base_model_dir()
+        return Dfn3(base_model_dir()).state_dict(), 0, base_model_dir()
     if Path(path).is_dir():
-        return Path(path)
-    return checkpoint_graphs(path.removesuffix("@ema"))
+        return exported_weights(path), 0, Path(path)
+    return checkpoint_weights(path.removesuffix("@ema"), ema=path.endswith("@ema"))
 
 
 def main(argv):
@@ -39,17 +39,12 @@ def main(argv):
         path, _, w = spec.rpartition(":")
         parts.append((path, float(w)))
     total = sum(w for _, w in parts)
-    graphs = graphs_of(parts[0][0])
-    template = Dfn3(graphs).state_dict()
-    acc, step = None, 0
+    template, graphs, acc, step = None, None, None, 0
     for path, w in parts:
-        if path == "base":
-            sd = Dfn3(base_model_dir()).state_dict()
-        elif Path(path).is_dir():
-            sd = exported_weights(path)
-        else:
-            sd, ckpt_step = checkpoint_weights(path.removesuffix("@ema"), ema=path.endswith("@ema"))
-            step = max(step, ckpt_step)
+        sd, ckpt_step, own = ingredient(path)
+        step = max(step, ckpt_step)
+        if template is None:  # the first ingredient's network is the soup's
+            template, graphs = sd, own
         odd = [k for k, v in template.items() if k not in sd or sd[k].shape != v.shape]
         if odd:
             sys.exit(f"{path}: not the network of {graphs} ({len(odd)} weights differ, e.g. {odd[0]}); "

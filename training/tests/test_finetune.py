@@ -483,7 +483,7 @@ def test_training_a_lookahead_model(la3_dir, tmp_path):
     to average it with a model of other graphs."""
     import soup
     import train
-    from ftcommon import checkpoint_graphs
+    from ftcommon import checkpoint_weights
     args = train.parse_args(["--out", str(tmp_path), "--graphs", str(la3_dir), "--lr-inputs", "3",
                              "--lr", "1e-4", "--warmup", "1"])
     tr = train.Trainer(args)
@@ -496,8 +496,8 @@ def test_training_a_lookahead_model(la3_dir, tmp_path):
     for name in train.input_conv_weights(tr.model):
         assert dict(tr.model.named_parameters())[name][:, :, 3].abs().max() > 0, name
     tr.save(tmp_path / "ck.pt")
-    assert checkpoint_graphs(tmp_path / "ck.pt") == la3_dir.resolve()
+    assert checkpoint_weights(tmp_path / "ck.pt")[2] == la3_dir.resolve()
     soup.main(["soup.py", str(tmp_path / "soup.pt"), f"{la3_dir}:1", f"{tmp_path / 'ck.pt'}:1"])
-    assert checkpoint_graphs(tmp_path / "soup.pt") == la3_dir
+    assert checkpoint_weights(tmp_path / "soup.pt")[2] == la3_dir
     with pytest.raises(SystemExit, match="not the network of"):
         soup.main(["soup.py", str(tmp_path / "bad.pt"), f"{tmp_path / 'ck.pt'}:1", "base:1"])
