@@ -501,3 +501,42 @@ def test_training_a_lookahead_model(la3_dir, tmp_path):
     assert checkpoint_weights(tmp_path / "soup.pt")[2] == la3_dir
     with pytest.raises(SystemExit, match="not the network of"):
         soup.main(["soup.py", str(tmp_path / "bad.pt"), f"{tmp_path / 'ck.pt'}:1", "base:1"])
+
+
+def test_fusion_keeps_the_main_estimate_where_it_is_silent(tmp_path):
+    """fusion_check.py: the blend's ends are A and B; the gated fusion lets B in only where A keeps
+    the mixture (A silent -> output silent, A = mixture -> B at w 1); --out writes what it scores."""
+    import soundfile as sf
+    import fusion_check
+    rng = np.random.default_rng(0)
+    n = 16000
+    x, b = rng.standard_normal(n) * 0.1, rng.standard_normal(n) * 0.05
+    a = x.copy()
+    a[: n // 2] = 0  # A removes the whole first half
+    assert np.array_equal(fusion_check.fuse(a, b, x, "blend", 0.0), a)
+    assert np.allclose(fusion_check.fuse(a, b, x, "blend", 1.0), b)
+    y = fusion_check.fuse(a, b, x, "gated", 1.0)
+    assert np.max(np.abs(y[: n // 2 - 320])) < 1e-9
+    assert np.allclose(y[n // 2 + 320:], b[n // 2 + 320:], atol=1e-6)
+    assert np.allclose(fusion_check.fuse(a, b, x, "gated", 0.0), a, atol=1e-9)
+    with pytest.raises(ValueError, match="unknown fusion mode"):
+        fusion_check.fuse(a, b, x, "max", 0.5)
+
+    s = x * 0.5
+    (tmp_path / "set" / "it0").mkdir(parents=True)
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+    sf.write(tmp_path / "set" / "it0" / "speech.wav", s, 16000, subtype="FLOAT")
+    sf.write(tmp_path / "set" / "it0" / "mixture.wav", x, 16000, subtype="FLOAT")
+    sf.write(tmp_path / "a" / "it0.wav", a, 16000, subtype="FLOAT")
+    sf.write(tmp_path / "b" / "it0.wav", b, 16000, subtype="FLOAT")
+    script = Path(fusion_check.__file__)
+    run = [sys.executable, str(script), str(tmp_path / "set"), str(tmp_path / "a"), str(tmp_path / "b")]
+    out = subprocess.run(run, capture_output=True, text=True, check=True).stdout
+    assert "gated" in out and "blend" in out
+    subprocess.run(run + ["--out", str(tmp_path / "fused"), "--mode", "blend", "--w", "0.25"], check=True,
+                   capture_output=True)
+    fused, sr = sf.read(tmp_path / "fused" / "it0.wav")
+    assert sr == 16000 and np.allclose(fused, 0.75 * a + 0.25 * b, atol=1e-6)
+    bad = subprocess.run(run[:2] + [str(tmp_path / "a")] + run[3:], capture_output=True, text=True)
+    assert bad.returncode != 0 and "no items" in bad.stderr
