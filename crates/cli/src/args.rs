@@ -137,7 +137,8 @@ pub struct SeparateArgs {
     /// Input files or glob patterns (WAV, FLAC, MP3, Ogg Vorbis/Opus, WebM/MKV, MP4/M4A, AIFF).
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<String>,
-    /// Output file (one input) or folder (several inputs, or a path ending in '/').
+    /// Output file (one input) or folder (several inputs, or a path ending in '/'; inputs that
+    /// share a name get subfolders named after their folders, e.g. OUT/ep1/talk.speech.wav).
     /// Default: beside each input, as NAME.speech.wav.
     #[arg(short, long, value_name = "OUT")]
     pub output: Option<PathBuf>,

@@ -2,6 +2,7 @@
 //! models run through `nomusic_engine::separate_file`, offline ones (HTDemucs) through
 //! `nomusic_engine::separate_file_offline`; both take the same outputs and options.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,6 +69,15 @@ pub fn run(args: SeparateArgs) -> Result<ExitCode> {
         Format::Flac => "flac",
     };
     let out_dir = output_dir(&args, inputs.len())?;
+    let plans = plan_outputs(
+        &args,
+        &inputs,
+        out_dir.as_deref(),
+        ext,
+        want_speech,
+        want_music,
+        &stem_names,
+    )?;
 
     let cancel = Arc::new(AtomicBool::new(false));
     {
@@ -76,24 +86,10 @@ pub fn run(args: SeparateArgs) -> Result<ExitCode> {
         let _ = ctrlc::set_handler(move || cancel.store(true, Ordering::Relaxed));
     }
 
+    let n_inputs = plans.len();
     let mut failed = 0usize;
-    for input in &inputs {
-        let (speech_out, music_out, stems_out) = match output_paths(
-            &args,
-            input,
-            out_dir.as_deref(),
-            ext,
-            want_speech,
-            want_music,
-            &stem_names,
-        ) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("error: {}: {e:#}", input.display());
-                failed += 1;
-                continue;
-            }
-        };
+    for (input, (speech_out, music_out, stems_out)) in plans {
+        let input = &input;
         if let Some(parent) = speech_out
             .iter()
             .chain(music_out.iter())
@@ -181,10 +177,121 @@ pub fn run(args: SeparateArgs) -> Result<ExitCode> {
         }
     }
     if failed > 0 {
-        eprintln!("{failed} of {} inputs failed", inputs.len());
+        eprintln!("{failed} of {n_inputs} inputs failed");
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every input with its outputs, decided before any file is written. An input given twice is
+/// separated once. When an output folder receives inputs that share a name (`a/talk.wav`,
+/// `b/talk.wav`), each input's outputs go into its folder's path below the folder the inputs
+/// share (`OUT/a/talk.speech.wav`, `OUT/b/talk.speech.wav`). Two inputs that would still write
+/// the same file, or an output that is another input, stop the run before it starts: nothing
+/// is overwritten.
+fn plan_outputs(
+    args: &SeparateArgs,
+    inputs: &[PathBuf],
+    out_dir: Option<&Path>,
+    ext: &str,
+    speech: bool,
+    music: bool,
+    stems: &[String],
+) -> Result<Vec<(PathBuf, OutputPaths)>> {
+    let mut seen = HashSet::new();
+    let inputs: Vec<&PathBuf> = inputs.iter().filter(|p| seen.insert(file_key(p))).collect();
+    let subdirs = match out_dir {
+        Some(_) if !names_are_unique(&inputs) => Some(shared_parent_subdirs(&inputs)?),
+        _ => None,
+    };
+    let input_keys: HashMap<PathBuf, &Path> =
+        inputs.iter().map(|p| (file_key(p), p.as_path())).collect();
+    let mut written: HashMap<PathBuf, &Path> = HashMap::new();
+    let mut plans = Vec::with_capacity(inputs.len());
+    for (i, input) in inputs.iter().enumerate() {
+        let dir = match (out_dir, &subdirs) {
+            (Some(dir), Some(sub)) => Some(dir.join(&sub[i])),
+            (dir, _) => dir.map(Path::to_path_buf),
+        };
+        let paths = output_paths(args, input, dir.as_deref(), ext, speech, music, stems);
+        let (s, m, st) = &paths;
+        for out in s.iter().chain(m.iter()).chain(st.iter().map(|(_, p)| p)) {
+            let key = file_key(out);
+            if let Some(other) = input_keys.get(&key).filter(|o| **o != input.as_path()) {
+                bail!(
+                    "the output {} of {} is the input {}, which it would overwrite; nothing was \
+                     separated (use -o to write the outputs elsewhere)",
+                    out.display(),
+                    input.display(),
+                    other.display()
+                );
+            }
+            if let Some(other) = written.insert(key, input) {
+                bail!(
+                    "{} and {} would both write {}; nothing was separated (rename one, or \
+                     separate them in two runs)",
+                    other.display(),
+                    input.display(),
+                    out.display()
+                );
+            }
+        }
+        plans.push(((*input).clone(), paths));
+    }
+    Ok(plans)
+}
+
+/// What identifies a file: its canonical path, or (for a file not there yet) its folder's
+/// canonical path and its name; the path as given when neither exists.
+fn file_key(p: &Path) -> PathBuf {
+    if let Ok(c) = p.canonicalize() {
+        return c;
+    }
+    let parent = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match (parent.canonicalize(), p.file_name()) {
+        (Ok(d), Some(name)) => d.join(name),
+        _ => std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()),
+    }
+}
+
+fn names_are_unique(inputs: &[&PathBuf]) -> bool {
+    let mut names = HashSet::new();
+    inputs
+        .iter()
+        .all(|p| names.insert(p.file_stem().map(|s| s.to_os_string())))
+}
+
+/// Each input's folder relative to the deepest folder all inputs share.
+fn shared_parent_subdirs(inputs: &[&PathBuf]) -> Result<Vec<PathBuf>> {
+    let parents: Vec<PathBuf> = inputs
+        .iter()
+        .map(|p| {
+            let abs =
+                std::path::absolute(p).with_context(|| format!("resolving {}", p.display()))?;
+            Ok(abs.parent().map(Path::to_path_buf).unwrap_or_default())
+        })
+        .collect::<Result<_>>()?;
+    let mut shared: Vec<_> = parents[0].components().collect();
+    for p in &parents[1..] {
+        let n = shared
+            .iter()
+            .zip(p.components())
+            .take_while(|(a, b)| *a == b)
+            .count();
+        shared.truncate(n);
+    }
+    let shared: PathBuf = shared.iter().collect();
+    Ok(parents
+        .iter()
+        .map(|p| {
+            p.strip_prefix(&shared)
+                .map(Path::to_path_buf)
+                .unwrap_or_default()
+        })
+        .collect())
 }
 
 /// Expands glob patterns that are not existing paths (shells on Windows do not expand them).
@@ -266,7 +373,7 @@ fn output_paths(
     speech: bool,
     music: bool,
     stems: &[String],
-) -> Result<OutputPaths> {
+) -> OutputPaths {
     let stem = input
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -297,5 +404,5 @@ fn output_paths(
             )
         }
     };
-    Ok((speech.then_some(s), music.then_some(m), stems))
+    (speech.then_some(s), music.then_some(m), stems)
 }

@@ -273,6 +273,71 @@ fn never_overwrites_an_input() {
 }
 
 #[test]
+fn same_named_inputs_in_different_folders_get_their_own_subfolders() {
+    let tmp = tempfile::tempdir().unwrap();
+    for dir in ["show/ep1", "show/ep2"] {
+        std::fs::create_dir_all(tmp.path().join(dir)).unwrap();
+        std::fs::copy(fixture("source.wav"), tmp.path().join(dir).join("talk.wav")).unwrap();
+    }
+    let outdir = tmp.path().join("out");
+    ok(&nomusic(&[
+        "separate",
+        s(&tmp.path().join("show/ep1/talk.wav")),
+        s(&tmp.path().join("show/ep2/talk.wav")),
+        "-o",
+        s(&outdir),
+        "--model",
+        "gtcrn",
+        "--quiet",
+    ]));
+    for dir in ["ep1", "ep2"] {
+        let out = outdir.join(dir).join("talk.speech.wav");
+        assert!(out.is_file(), "{} missing", out.display());
+    }
+    assert!(!outdir.join("talk.speech.wav").exists());
+}
+
+#[test]
+fn inputs_that_would_write_the_same_file_stop_the_run_before_it_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wav = tmp.path().join("talk.wav");
+    let flac = tmp.path().join("talk.flac");
+    std::fs::copy(fixture("source.wav"), &wav).unwrap();
+    std::fs::copy(fixture("flac.flac"), &flac).unwrap();
+    let out = nomusic(&["separate", s(&wav), s(&flac), "--model", "gtcrn", "--quiet"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("would both write") && err.contains("talk.speech.wav"),
+        "{err}"
+    );
+    assert!(
+        !tmp.path().join("talk.speech.wav").exists(),
+        "nothing separated"
+    );
+
+    // An output that is another input: that input is left as it was.
+    let other = tmp.path().join("talk.speech.wav");
+    std::fs::copy(fixture("flac.flac"), &other).unwrap();
+    let before = std::fs::read(&other).unwrap();
+    let out = nomusic(&[
+        "separate",
+        s(&wav),
+        s(&other),
+        "--model",
+        "gtcrn",
+        "--quiet",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("would overwrite"));
+    assert_eq!(std::fs::read(&other).unwrap(), before);
+    assert!(
+        !tmp.path().join("talk.speech.speech.wav").exists(),
+        "nothing separated"
+    );
+}
+
+#[test]
 fn resamples_output_both_ways() {
     let tmp = tempfile::tempdir().unwrap();
     let input = fixture("source.wav");
