@@ -196,6 +196,7 @@ fn read_stereo_f32(path: &Path) -> (Vec<f32>, Vec<f32>) {
 
 #[test]
 fn live_matches_offline_through_pulseaudio() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let required = std::env::var("NOMUSIC_REQUIRE_PULSE").is_ok_and(|v| v == "1");
     for tool in ["pulseaudio", "pactl", "paplay", "parec"] {
         if !have(tool) {
