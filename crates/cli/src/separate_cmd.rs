@@ -2,6 +2,7 @@
 //! models run through `nomusic_engine::separate_file`, offline ones (HTDemucs) through
 //! `nomusic_engine::separate_file_offline`; both take the same outputs and options.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -198,14 +199,22 @@ fn plan_outputs(
     music: bool,
     stems: &[String],
 ) -> Result<Vec<(PathBuf, OutputPaths)>> {
-    let mut seen = HashSet::new();
-    let inputs: Vec<&PathBuf> = inputs.iter().filter(|p| seen.insert(file_key(p))).collect();
+    // One key per input (a filesystem lookup), serving both the dedup and the overwrite check.
+    let mut input_keys: HashMap<PathBuf, &Path> = HashMap::new();
+    let inputs: Vec<&PathBuf> = inputs
+        .iter()
+        .filter(|p| match input_keys.entry(file_key(p)) {
+            Entry::Vacant(e) => {
+                e.insert(p.as_path());
+                true
+            }
+            Entry::Occupied(_) => false,
+        })
+        .collect();
     let subdirs = match out_dir {
         Some(_) if !names_are_unique(&inputs) => Some(shared_parent_subdirs(&inputs)?),
         _ => None,
     };
-    let input_keys: HashMap<PathBuf, &Path> =
-        inputs.iter().map(|p| (file_key(p), p.as_path())).collect();
     let mut written: HashMap<PathBuf, &Path> = HashMap::new();
     let mut plans = Vec::with_capacity(inputs.len());
     for (i, input) in inputs.iter().enumerate() {
