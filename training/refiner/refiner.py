@@ -19,7 +19,9 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE.parent / "finetune"))
 from common import DATA  # noqa: E402
+from losses import spectral_loss  # noqa: E402
 
 FFT, HOP = 512, 128
 EPS = 1e-10
@@ -79,15 +81,8 @@ class Refiner(torch.nn.Module):
 
 
 def spec_loss(model, s):
-    """DeepFilterNet's compressed spectral loss (c = 0.3) on the refined bins."""
-    z = model.last_low
-    S = model.stft(s)[..., :model.k]
-    mz = (z.real.pow(2) + z.imag.pow(2) + 1e-12).sqrt()  # complex abs() has no gradient at 0
-    ms = (S.real.pow(2) + S.imag.pow(2) + 1e-12).sqrt()
-    cz, cs = mz.pow(0.3), ms.pow(0.3)
-    mag = (cz - cs).pow(2).mean()
-    d = z * (cz / mz) - S * (cs / ms)
-    return mag + (d.real.pow(2) + d.imag.pow(2)).mean()
+    """DeepFilterNet's compressed spectral loss (`finetune/losses.spectral_loss`) on the refined bins."""
+    return spectral_loss(model.last_low, model.stft(s)[..., :model.k])
 
 
 def asymmetric_windows(n: int, m: int):
