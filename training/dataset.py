@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import fftconvolve, lfilter
+from scipy.signal import fftconvolve, lfilter, resample_poly
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (CORPUS, DATA, MUSIC, read_tsv, resample, singing_speakers,  # noqa: E402
@@ -265,6 +265,8 @@ class MixConfig:
     lead_in_s: tuple[float, float] = (0.0, 1.5)
     gap_s: tuple[float, float] = (0.2, 1.5)
     speech_gain_db: tuple[float, float] = (-4.0, 4.0)  # per-segment level differences
+    p_speed: float = 0.0             # speech segments played faster or slower (pitch, formants and tempo
+    speed: tuple[float, float] = (0.9, 1.1)  # together, as in ASR speed perturbation): new voices
     min_music_dbfs: float = -50.0    # reject near-silent music segments (RMS)
     max_music_drop_db: float = 15.0  # reject music whose level under the speech is this far below its mean
 
@@ -322,7 +324,10 @@ class Mixer:
             room = n - pos
             take = min(L, room, int(rng.uniform(1.0, 6.0) * sr))
             start = int(rng.integers(0, L - take + 1))
-            x = self.speech.clip(i, start, take)
+            if cfg.p_speed > 0 and rng.random() < cfg.p_speed:
+                x, start = self._speed_clip(rng, i, take)
+            else:
+                x = self.speech.clip(i, start, take)
             x *= 10 ** (rng.uniform(*cfg.speech_gain_db) / 20) / (np.sqrt(np.mean(x ** 2)) + 1e-4) * 0.05
             s[pos:pos + take] = x
             active[pos:pos + take] = True
@@ -333,6 +338,21 @@ class Mixer:
             if rng.random() < 0.25:  # sometimes leave a long music-only tail
                 break
         return s, active, segs
+
+    def _speed_clip(self, rng, i: int, take: int) -> tuple[np.ndarray, int]:
+        """`take` samples of clip i played at a random speed f (f > 1: faster and higher): the
+        clip's round(take * f) samples resampled by 1/f, f on a grid of 1/50 so the resampler stays
+        short. A clip too short for f > 1 is read at the speed it allows."""
+        lo, hi = self.cfg.speed
+        L = int(self.speech.lengths[i])
+        k = int(rng.integers(int(np.ceil(lo * 50)), int(np.floor(hi * 50)) + 1))
+        k = max(1, min(k, (50 * L) // take))  # round(take * k / 50) <= L
+        n_src = int(round(take * k / 50))
+        start = int(rng.integers(0, L - n_src + 1))
+        x = resample_poly(self.speech.clip(i, start, n_src), 50, k).astype(np.float32)
+        if len(x) < take:
+            x = np.pad(x, (0, take - len(x)))
+        return x[:take], start
 
     def _music_segment(self, rng, pool, p=None):
         n = self.n

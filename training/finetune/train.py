@@ -70,6 +70,8 @@ def parse_args(argv=None):
     p.add_argument("--p-sung", type=float, default=None, help="MixConfig.p_sung (ablation: 0)")
     p.add_argument("--p-bandlimit", type=float, default=0.0,
                    help="MixConfig.p_bandlimit: share of items whose music is band-limited to 8 kHz (16 kHz material)")
+    p.add_argument("--p-speed", type=float, default=0.0,
+                   help="MixConfig.p_speed: share of speech segments played 0.9-1.1x faster (new voices)")
     p.add_argument("--music", default="base",
                    help="music sets, comma-separated: base, extra (music/fetch.py --extra)")
     p.add_argument("--sung", default="world",
@@ -159,6 +161,7 @@ class Trainer:
             if self.args.p_sung is not None:
                 kw["p_sung"] = self.args.p_sung
             kw["p_bandlimit"] = self.args.p_bandlimit
+            kw["p_speed"] = self.args.p_speed
             if self.args.smr is not None:
                 kw["smr_db"] = parse_smr(self.args.smr)
             cfg = MixConfig(**kw)

@@ -160,3 +160,42 @@ def test_music_sets_select_by_kind():
     assert len(val) + len(both) == sum(r["kind"] != "sung" for r in cat)
     with pytest.raises(KeyError):
         music_rows(cat, "train", ("nope",))
+
+
+def test_speed_perturbation_moves_pitch_within_range():
+    # speech clips that are one steady tone: a segment played f times faster has the tone at f x 1 kHz
+    t = np.arange(8 * SR) / SR
+    speech = [(0.1 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32) for _ in range(4)]
+    meta = [dict(source="syn", speaker=f"s{k}", path=f"c{k}") for k in range(4)]
+    _, music, sung = pools()
+    sp = Pool.from_arrays(speech, SR, meta)
+    base = Mixer(sp, music, sung, MixConfig(seconds=3.0, p_speech_only=1.0, p_music_only=0.0), seed=3)
+    fast = Mixer(sp, music, sung, MixConfig(seconds=3.0, p_speech_only=1.0, p_music_only=0.0,
+                                            p_speed=1.0, speed=(0.9, 1.1)), seed=3)
+    peaks = []
+    for i in range(40):
+        for mixer, out in ((base, None), (fast, peaks)):
+            it = mixer.item(0, i)
+            for seg in it.info["speech_segments"]:
+                a, b = int(seg["start_s"] * SR), int(seg["end_s"] * SR)
+                x = it.speech[a + 200:b - 200]
+                if len(x) < SR // 2:
+                    continue
+                spec = np.abs(np.fft.rfft(x * np.hanning(len(x)), 8 * len(x)))
+                f = np.argmax(spec) * SR / (8 * len(x))
+                if out is None:
+                    assert abs(f - 1000) < 2  # p_speed 0: the clips as they are
+                else:
+                    out.append(f)
+    peaks = np.array(peaks)
+    assert len(peaks) > 20
+    assert np.all((peaks > 895) & (peaks < 1105)), peaks
+    assert np.std(peaks) > 30  # the speeds vary
+
+
+def test_speed_off_leaves_items_unchanged():
+    # p_speed 0 draws nothing extra: the items of runs made before the option stay the same
+    a = Mixer(*pools(), MixConfig(seconds=3.0), seed=1)
+    b = Mixer(*pools(), MixConfig(seconds=3.0, p_speed=0.0, speed=(0.8, 1.2)), seed=1)
+    for i in range(20):
+        assert np.array_equal(a.item(0, i).mixture, b.item(0, i).mixture)
