@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import fftconvolve, lfilter, resample_poly
+from scipy.signal import fftconvolve, lfilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (CORPUS, DATA, MUSIC, read_tsv, resample, singing_speakers,  # noqa: E402
@@ -349,7 +349,7 @@ class Mixer:
         k = max(1, min(k, (50 * L) // take))  # round(take * k / 50) <= L
         n_src = int(round(take * k / 50))
         start = int(rng.integers(0, L - n_src + 1))
-        x = resample_poly(self.speech.clip(i, start, n_src), 50, k).astype(np.float32)
+        x = resample(self.speech.clip(i, start, n_src), k, 50)  # k samples become 50
         if len(x) < take:
             x = np.pad(x, (0, take - len(x)))
         return x[:take], start
