@@ -73,7 +73,15 @@ def parity_input(n: int = SAMPLES) -> np.ndarray:
     return out
 
 
-def main():
+def weight_checksums() -> dict[str, str]:
+    """sha256 of each file of the built-in model (graphs and config)."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(ASSETS.iterdir()) if p.suffix in (".onnx", ".ini")}
+
+
+def reference() -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The built-in model through the PyTorch pipeline on parity_input(): (input, output samples,
+    local SNR per frame in dB, latency in samples)."""
     torch.set_num_threads(1)
     model = Dfn3(ASSETS)
     model.eval()
@@ -81,13 +89,16 @@ def main():
     with torch.no_grad():
         out = model(torch.from_numpy(x)[None], gate=True)
         y = model.istft(out["enh"])[0].numpy()
-    lsnr = out["lsnr"][0, :, 0].numpy()
-    sha = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-           for p in sorted(ASSETS.iterdir()) if p.suffix in (".onnx", ".ini")}
+    return x, y, out["lsnr"][0, :, 0].numpy(), model.latency
+
+
+def main():
+    x, y, lsnr, latency = reference()
+    sha = weight_checksums()
     FIXTURE.parent.mkdir(parents=True, exist_ok=True)
     FIXTURE.write_text(json.dumps(dict(
         about="PyTorch output of the built-in model on parity_input(); made by training/finetune/parity_ref.py",
-        sha256=sha, samples=len(x), latency=model.latency,
+        sha256=sha, samples=len(x), latency=latency,
         lsnr_db_min=float(lsnr.min()), lsnr_db_max=float(lsnr.max()),
         input_rms=float(np.sqrt(np.mean(x.astype(np.float64) ** 2))),
         output_rms=float(np.sqrt(np.mean(y.astype(np.float64) ** 2))),
