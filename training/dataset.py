@@ -267,6 +267,8 @@ class MixConfig:
     speech_gain_db: tuple[float, float] = (-4.0, 4.0)  # per-segment level differences
     p_speed: float = 0.0             # speech segments played faster or slower (pitch, formants and tempo
     speed: tuple[float, float] = (0.9, 1.1)  # together, as in ASR speed perturbation): new voices
+    source_share: dict[str, float] | None = None  # {corpus source: its share of the speaker draws};
+    # the other sources share the rest in their usual proportions (None: sqrt-duration weights only)
     min_music_dbfs: float = -50.0    # reject near-silent music segments (RMS)
     max_music_drop_db: float = 15.0  # reject music whose level under the speech is this far below its mean
 
@@ -284,6 +286,26 @@ def rms_db(x: np.ndarray) -> float:
     return 10 * np.log10(np.mean(x.astype(np.float64) ** 2) + EPS)
 
 
+def reweight_sources(p: np.ndarray, sources: list[str], share: dict[str, float]) -> np.ndarray:
+    """Speaker draw probabilities p rescaled so that each source named in `share` gets that total
+    share; the other sources split the rest in proportion to their current totals."""
+    src = np.array(sources)
+    unknown = sorted(set(share) - set(sources))
+    if unknown:
+        raise ValueError(f"source_share: no speakers from {', '.join(unknown)} (sources: {', '.join(sorted(set(sources)))})")
+    fixed = sum(share.values())
+    rest = ~np.isin(src, list(share))
+    if any(v < 0 for v in share.values()) or fixed > 1 + 1e-9 or (fixed < 1 - 1e-9 and not rest.any()):
+        raise ValueError(f"source_share {share}: shares must be >= 0 and sum to at most 1 (exactly 1 if every source is named)")
+    out = np.zeros_like(p, dtype=np.float64)
+    for name, v in share.items():
+        m = src == name
+        out[m] = p[m] / p[m].sum() * v
+    if rest.any():
+        out[rest] = p[rest] / p[rest].sum() * (1 - fixed)
+    return out / out.sum()
+
+
 class Mixer:
     def __init__(self, speech: Pool, music: Pool, sung: Pool | None, cfg: MixConfig = MixConfig(), seed: int = 0):
         assert speech.sr == music.sr == cfg.sr and (sung is None or sung.sr == cfg.sr)
@@ -298,6 +320,9 @@ class Mixer:
         # crowd-sourced sets (one pseudo-speaker each, ~1 h) are not starved
         w = np.array([np.sqrt(sum(speech.lengths[i] for i in self.by_speaker[k])) for k in self.speakers], float)
         self.speaker_p = w / w.sum()
+        if cfg.source_share:
+            self.speaker_p = reweight_sources(self.speaker_p, [k.split("/")[0] for k in self.speakers],
+                                              cfg.source_share)
         # sample music tracks proportionally to sqrt(duration): long tracks do not dominate
         w = np.sqrt(music.lengths.astype(np.float64))
         self.music_p = w / w.sum()
@@ -479,14 +504,15 @@ def make_torch_dataset(mixer: Mixer, items_per_epoch: int):
 # ---------------------------------------------------------------- validation set
 
 def build_val(out: Path, n_items: int = 120, seconds: float = 8.0, seed: int = 20261121,
-              music_sets: tuple[str, ...] = ("base",)) -> None:
-    """Fixed validation set: val-split speakers, held-out music tracks (of music_sets) and sung
-    clips; 16 kHz PCM16 WAVs laid out like ../shared/bench/dev (mixture = speech + music exactly in
-    int16)."""
+              music_sets: tuple[str, ...] = ("base",), without_sources: tuple[str, ...] = ()) -> None:
+    """Fixed validation set: val-split speakers (none of the corpus sources in without_sources),
+    held-out music tracks (of music_sets) and sung clips; 16 kHz PCM16 WAVs laid out like
+    ../shared/bench/dev (mixture = speech + music exactly in int16)."""
     speech, music, sung = load_pools("val", music_sets=music_sets)
     # SMRs on a grid so score.py can report per-SMR buckets, as on the benchmark
     cfg = MixConfig(seconds=seconds, p_music_only=0.0, p_speech_only=0.0, lead_in_s=(0.3, 2.0),
-                    smr_grid=(-10.0, -5.0, 0.0, 5.0, 10.0, 15.0))
+                    smr_grid=(-10.0, -5.0, 0.0, 5.0, 10.0, 15.0),
+                    source_share={s: 0.0 for s in without_sources} or None)
     mixer = Mixer(speech, music, sung, cfg, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     items = []
@@ -523,6 +549,7 @@ def build_val(out: Path, n_items: int = 120, seconds: float = 8.0, seed: int = 2
                build_script="training/dataset.py --build-val",
                speech="corpus speakers with split=val", music=f"{VAL_FRACTION_MUSIC:.0%} of catalogue tracks and sung clips held out by hash",
                **({} if music_sets == ("base",) else dict(music_sets=list(music_sets))),
+               **(dict(without_sources=list(without_sources)) if without_sources else {}),
                items=items)
     (out / "manifest.json").write_text(json.dumps(man, indent=1))
     nv = sum(i["music"]["vocals"] for i in items)
@@ -577,6 +604,11 @@ def main():
     ap.add_argument("--val-items", type=int, default=120)
     ap.add_argument("--val-music", default="base",
                     help="music sets of --build-val (MUSIC_SETS, comma-separated); not base: writes data/val_<sets>")
+    ap.add_argument("--val-without", default="",
+                    help="--build-val with no speakers of these corpus sources (comma-separated), e.g. "
+                         "speechocean762; with --val-seed and --val-out")
+    ap.add_argument("--val-seed", type=int, default=20261121)
+    ap.add_argument("--val-out", default=None, help="--build-val's folder (default: data/val[_<music sets>])")
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--write-examples", type=int, default=0, help="write N train mixtures to data/examples")
     args = ap.parse_args()
@@ -596,7 +628,9 @@ def main():
             sf.write(str(d / f"ex{k:02d}_speech.wav"), it.speech, 16000)
     if args.build_val:
         sets = parse_sets(args.val_music)
-        build_val(DATA / ("val" if sets == ("base",) else "val_" + "_".join(sets)), args.val_items, music_sets=sets)
+        out = Path(args.val_out) if args.val_out else DATA / ("val" if sets == ("base",) else "val_" + "_".join(sets))
+        build_val(out, args.val_items, seed=args.val_seed, music_sets=sets,
+                  without_sources=tuple(s for s in args.val_without.split(",") if s))
     sys.exit(rc)
 
 

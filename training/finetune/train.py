@@ -72,6 +72,9 @@ def parse_args(argv=None):
                    help="MixConfig.p_bandlimit: share of items whose music is band-limited to 8 kHz (16 kHz material)")
     p.add_argument("--p-speed", type=float, default=0.0,
                    help="MixConfig.p_speed: share of speech segments played 0.9-1.1x faster (new voices)")
+    p.add_argument("--source-share", default=None,
+                   help="MixConfig.source_share: SOURCE=SHARE,... of the speaker draws, e.g. "
+                        "speechocean762=0.25 (the other corpus sources split the rest as before)")
     p.add_argument("--music", default="base",
                    help="music sets, comma-separated: base, extra (music/fetch.py --extra)")
     p.add_argument("--sung", default="world",
@@ -95,6 +98,14 @@ def parse_args(argv=None):
     p.add_argument("--hf", choices=["distill", "mask"], default="distill",
                    help="above 7.5 kHz: distil the original model's ERB gains, or leave them free")
     return p.parse_args(argv)
+
+
+def parse_shares(text: str) -> dict[str, float]:
+    """'SOURCE=SHARE,...' -> {SOURCE: SHARE} (checked against the corpus when the mixer is built)."""
+    try:
+        return {k.strip(): float(v) for k, v in (part.split("=") for part in text.split(","))}
+    except ValueError:
+        raise SystemExit(f"--source-share {text!r}: expected SOURCE=SHARE,..., e.g. speechocean762=0.25") from None
 
 
 def parse_smr(text: str) -> tuple[float, float]:
@@ -162,6 +173,8 @@ class Trainer:
                 kw["p_sung"] = self.args.p_sung
             kw["p_bandlimit"] = self.args.p_bandlimit
             kw["p_speed"] = self.args.p_speed
+            if self.args.source_share:
+                kw["source_share"] = parse_shares(self.args.source_share)
             if self.args.smr is not None:
                 kw["smr_db"] = parse_smr(self.args.smr)
             cfg = MixConfig(**kw)

@@ -199,3 +199,43 @@ def test_speed_off_leaves_items_unchanged():
     b = Mixer(*pools(), MixConfig(seconds=3.0, p_speed=0.0, speed=(0.8, 1.2)), seed=1)
     for i in range(20):
         assert np.array_equal(a.item(0, i).mixture, b.item(0, i).mixture)
+
+
+def _two_source_pools():
+    """12 clips: speakers a0..a3 of source 'a' (long clips) and b0..b1 of source 'b'."""
+    speech, music, sung = pools()
+    meta = [dict(source="a" if k % 6 < 4 else "b", speaker=f"{'a' if k % 6 < 4 else 'b'}{k % 6}", path=f"c{k}")
+            for k in range(12)]
+    clips = [speech.clip(k) for k in range(12)]
+    return Pool.from_arrays(clips, SR, meta), music, sung
+
+
+def test_source_share_sets_the_share_of_speaker_draws():
+    sp, music, sung = _two_source_pools()
+    plain = Mixer(sp, music, sung, MixConfig(seconds=3.0), seed=1)
+    for share in (0.1, 0.5, 0.9):
+        m = Mixer(sp, music, sung, MixConfig(seconds=3.0, source_share={"a": share}), seed=1)
+        is_a = np.array([k.startswith("a/") for k in m.speakers])
+        assert m.speaker_p.sum() == pytest.approx(1.0)
+        assert m.speaker_p[is_a].sum() == pytest.approx(share)
+        # inside a source, the speakers keep their relative weights
+        assert np.allclose(m.speaker_p[is_a] / m.speaker_p[is_a].sum(),
+                           plain.speaker_p[is_a] / plain.speaker_p[is_a].sum())
+        # and the drawn items follow: the first speaker of each item
+        first = [m.item(0, i).info["speech_segments"] for i in range(300)]
+        frac_a = np.mean([s[0]["speaker"].startswith("a/") for s in first if s])
+        assert abs(frac_a - share) < 0.1, (share, frac_a)
+
+
+def test_source_share_rejects_unknown_sources_and_bad_shares():
+    sp, music, sung = _two_source_pools()
+    with pytest.raises(ValueError, match="no speakers from c"):
+        Mixer(sp, music, sung, MixConfig(source_share={"c": 0.2}))
+    with pytest.raises(ValueError, match="sum to at most 1"):
+        Mixer(sp, music, sung, MixConfig(source_share={"a": 0.7, "b": 0.6}))
+    with pytest.raises(ValueError, match="exactly 1"):
+        Mixer(sp, music, sung, MixConfig(source_share={"a": 0.3, "b": 0.3}))
+    # off by default: the same items as before the option
+    a = Mixer(*pools(), MixConfig(seconds=3.0), seed=1)
+    b = Mixer(*pools(), MixConfig(seconds=3.0, source_share=None), seed=1)
+    assert all(np.array_equal(a.item(0, i).mixture, b.item(0, i).mixture) for i in range(10))
