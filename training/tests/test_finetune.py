@@ -362,6 +362,15 @@ def test_smr_range_option():
             train.parse_smr(bad)
 
 
+def test_source_share_option():
+    import train
+    assert train.parse_shares("speechocean762=0.25") == {"speechocean762": 0.25}
+    assert train.parse_shares("a=0.1, b=0.2") == {"a": 0.1, "b": 0.2}
+    for bad in ("speechocean762", "a=x", "a=0.1,b"):
+        with pytest.raises(SystemExit):
+            train.parse_shares(bad)
+
+
 def test_init_from_an_exported_model(model, tmp_path):
     """--init DIR starts from the weights in an exported model's graphs, at --init-step, with a fresh
     optimiser; a directory that is not a model, a missing step or a step given with a checkpoint
@@ -420,6 +429,16 @@ def test_soup_of_a_checkpoint_average_and_an_exported_model(model, tmp_path):
     for k, v in base.items():
         if v.is_floating_point():  # 0.25 x 2w + 0.75 x 3w = 2.75w
             assert torch.allclose(st["model"][k], 2.75 * v, rtol=1e-5, atol=1e-7), k
+    # --only: the df decoder averaged (0.7 x 2w + 0.3 x w = 1.7w), the rest the first ingredient's
+    soup.main(["soup.py", str(tmp_path / "part.pt"), f"{tmp_path / 'export'}:0.7", "base:0.3", "--only", "df_dec"])
+    st = torch.load(tmp_path / "part.pt", weights_only=False)
+    assert st["only"] == ("df_dec",)
+    for k, v in base.items():
+        if v.is_floating_point():
+            want = (1.7 if k.startswith("df_dec") else 2.0) * v
+            assert torch.allclose(st["model"][k], want, rtol=1e-5, atol=1e-7), k
+    with pytest.raises(SystemExit, match="no weights of the network start with"):
+        soup.main(["soup.py", str(tmp_path / "bad.pt"), "base:1", f"{tmp_path / 'export'}:1", "--only", "decoder"])
 
 
 @pytest.fixture(scope="module")
