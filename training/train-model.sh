@@ -14,7 +14,9 @@
 #         the weights (0.998), PSOLA and WORLD sung stems (40 % of items), band-limited music in
 #         half the items, the over-suppression term at 1000 (--w-asym) and the differentiable
 #         STOI term (--w-stoi) at 1 (T) and 3 (U)
-#   ship  a soup, half B's weights and a quarter each of T's and U's moving averages (soup.py),
+#   ship  a soup, half B's weights and a quarter each of T's and U's moving averages (soup.py;
+#         the model shipped until 2026-12-06), exported, then its deep-filter decoder (df_dec)
+#         moved 30 % of the way back to the released DeepFilterNet3's (soup.py --only df_dec),
 #         exported by export_eval.py: the three ONNX graphs + config.ini in
 #         training/runs/nomusic-ship, checked against the torch modules, `nomusic bench` on
 #         ../shared/bench/dev and on training/data/val
@@ -22,7 +24,7 @@
 #
 # Everything is seeded (seed 0; a step's batch depends only on the step number), one CPU thread
 # per run, nice 19. About 4.3 hours of one thread for the four stages on this machine (~2.9-3.5 s a
-# step), plus ~40 minutes for the data. Runs go to training/runs/nomusic-{a,b,b-export,t,u,ship} (git-ignored).
+# step), plus ~40 minutes for the data. Runs go to training/runs/nomusic-{a,b,b-export,t,u,btu,ship} (git-ignored).
 #
 # NOMUSIC_RECIPE_SMOKE=1 runs the same plumbing with a few tiny steps per stage (batch 2, no
 # benchmarks, into training/runs/smoke-*): a check of this script, not a model.
@@ -84,8 +86,11 @@ stage t "$TU_END" "${FROM_B[@]}" --w-stoi 1
 stage u "$TU_END" "${FROM_B[@]}" --w-stoi 3
 
 SHIP="$PREFIX-ship"
-$NICE "$PY" training/finetune/soup.py "$PREFIX-soup.pt" "$B_EXPORT:0.5" "$PREFIX-t/ckpt_final.pt@ema:0.25" \
+BTU="$PREFIX-btu"
+$NICE "$PY" training/finetune/soup.py "$PREFIX-btu.pt" "$B_EXPORT:0.5" "$PREFIX-t/ckpt_final.pt@ema:0.25" \
   "$PREFIX-u/ckpt_final.pt@ema:0.25"
+[ -f "$BTU/config.ini" ] || $NICE "$PY" training/finetune/export_eval.py "$PREFIX-btu.pt" --out "$BTU"
+$NICE "$PY" training/finetune/soup.py "$PREFIX-soup.pt" "$BTU:0.7" base:0.3 --only df_dec
 if [ "${NOMUSIC_RECIPE_SMOKE:-0}" = 1 ]; then
   $NICE "$PY" training/finetune/export_eval.py "$PREFIX-soup.pt" --out "$SHIP"
   echo "smoke run done: $SHIP"
