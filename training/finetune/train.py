@@ -72,6 +72,9 @@ def parse_args(argv=None):
                    help="MixConfig.p_bandlimit: share of items whose music is band-limited to 8 kHz (16 kHz material)")
     p.add_argument("--p-speed", type=float, default=0.0,
                    help="MixConfig.p_speed: share of speech segments played 0.9-1.1x faster (new voices)")
+    p.add_argument("--freeze", default=None,
+                   help="PREFIX[,PREFIX...]: weights whose names start with one stay as they start "
+                        "(e.g. df_dec: train the encoder and the ERB decoder only)")
     p.add_argument("--source-share", default=None,
                    help="MixConfig.source_share: SOURCE=SHARE,... of the speaker draws, e.g. "
                         "speechocean762=0.25 (the other corpus sources split the rest as before)")
@@ -151,12 +154,21 @@ class Trainer:
         self.low_bins = int(L.LOW_HZ / (self.model.sr / self.model.fft))
         edges = np.cumsum([0] + self.model.widths)
         self.first_hf_band = int(np.searchsorted(edges, self.low_bins))  # first band starting >= 7.5 kHz
-        groups = [dict(params=list(self.model.parameters()), scale=1.0)]
+        frozen = tuple(f for f in (args.freeze or "").split(",") if f)
+        if frozen:  # kept as they start: no gradient, no optimiser (so no weight decay either)
+            hit = [n for n, p in self.model.named_parameters() if n.startswith(frozen)]
+            if not hit:
+                raise SystemExit(f"--freeze {args.freeze}: no weights start with that "
+                                 f"(parts: {', '.join(sorted({n.split('.')[0] for n, _ in self.model.named_parameters()}))})")
+            for n, p in self.model.named_parameters():
+                if n.startswith(frozen):
+                    p.requires_grad_(False)
+        trained = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        groups = [dict(params=[p for _, p in trained], scale=1.0)]
         if args.lr_inputs != 1.0:  # a second group only then: older checkpoints hold one
             inputs = set(input_conv_weights(self.model))
-            groups = [dict(params=[p for n, p in self.model.named_parameters() if n not in inputs], scale=1.0),
-                      dict(params=[p for n, p in self.model.named_parameters() if n in inputs],
-                           scale=args.lr_inputs)]
+            groups = [dict(params=[p for n, p in trained if n not in inputs], scale=1.0),
+                      dict(params=[p for n, p in trained if n in inputs], scale=args.lr_inputs)]
         self.opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay)
         self.step = 0
         self.skipped = 0

@@ -371,6 +371,21 @@ def test_source_share_option():
             train.parse_shares(bad)
 
 
+def test_freeze_keeps_a_part_of_the_network(tmp_path):
+    """--freeze df_dec: a training step changes the encoder but not one weight of the df decoder."""
+    import train
+    tr = train.Trainer(train.parse_args(["--out", str(tmp_path), "--freeze", "df_dec", "--warmup", "1"]))
+    before = {n: p.detach().clone() for n, p in tr.model.named_parameters()}
+    g = torch.Generator().manual_seed(0)
+    mix, sp = torch.randn(1, 480 * 40, generator=g) * 0.05, torch.randn(1, 480 * 40, generator=g) * 0.02
+    tr.train_step(mix, sp, torch.ones(1, 40, dtype=torch.bool))
+    after = dict(tr.model.named_parameters())
+    assert all(torch.equal(before[n], after[n]) for n in before if n.startswith("df_dec"))
+    assert any(not torch.equal(before[n], after[n]) for n in before if n.startswith("enc"))
+    with pytest.raises(SystemExit, match="no weights start with"):
+        train.Trainer(train.parse_args(["--out", str(tmp_path), "--freeze", "decoder"]))
+
+
 def test_init_from_an_exported_model(model, tmp_path):
     """--init DIR starts from the weights in an exported model's graphs, at --init-step, with a fresh
     optimiser; a directory that is not a model, a missing step or a step given with a checkpoint
