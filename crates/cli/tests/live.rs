@@ -398,9 +398,16 @@ fn live_vs_offline_attempt(
     let last: f64 = lat[lat.len() - 10..].iter().sum::<f64>() / 10.0;
     eprintln!("latency: first 10 s {first:.1} ms, last 10 s {last:.1} ms, max {max:.1} ms");
     assert!(max <= 150.0, "latency up to {max:.1} ms");
+    // The drift controller leaves the buffer alone inside a dead band around where it settled
+    // (half the target, at least 10 ms: crates/live/src/worker.rs; 20 ms at the default 40 ms
+    // target), so that devices on one clock get a bit-exact copy of the model's output (checked
+    // above). Inside the band the measured latency may wander (by 5-8 ms over a minute on these
+    // null sinks, whose timers the timestamps see ~100 ppm apart); beyond it is a creep the
+    // controller failed to stop.
+    const DEAD_BAND_MS: f64 = 20.0;
     assert!(
-        (last - first).abs() < 5.0,
-        "latency crept from {first:.1} to {last:.1} ms"
+        (last - first).abs() < DEAD_BAND_MS,
+        "latency crept from {first:.1} to {last:.1} ms, beyond the controller's dead band"
     );
 }
 
