@@ -156,13 +156,12 @@ class Trainer:
         self.first_hf_band = int(np.searchsorted(edges, self.low_bins))  # first band starting >= 7.5 kHz
         frozen = tuple(f for f in (args.freeze or "").split(",") if f)
         if frozen:  # kept as they start: no gradient, no optimiser (so no weight decay either)
-            hit = [n for n, p in self.model.named_parameters() if n.startswith(frozen)]
+            hit = [p for n, p in self.model.named_parameters() if n.startswith(frozen)]
             if not hit:
                 raise SystemExit(f"--freeze {args.freeze}: no weights start with that "
                                  f"(parts: {', '.join(sorted({n.split('.')[0] for n, _ in self.model.named_parameters()}))})")
-            for n, p in self.model.named_parameters():
-                if n.startswith(frozen):
-                    p.requires_grad_(False)
+            for p in hit:
+                p.requires_grad_(False)
         trained = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         groups = [dict(params=[p for _, p in trained], scale=1.0)]
         if args.lr_inputs != 1.0:  # a second group only then: older checkpoints hold one

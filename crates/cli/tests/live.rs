@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use nomusic_dsp::metrics::si_sdr;
 use nomusic_dsp::resample::StreamResampler;
 use nomusic_live::latency_test::best_lag;
+use nomusic_live::worker::dead_band_ms;
 
 const RATE: u32 = 48_000;
 
@@ -252,6 +253,9 @@ fn live_matches_offline_through_pulseaudio() {
 }
 
 /// One live run of `input` through PulseAudio, checked against the offline result.
+/// Jitter buffer target of the live-vs-offline run (`nomusic live --latency-ms`, its default).
+const TARGET_MS: f64 = 40.0;
+
 fn live_vs_offline_attempt(
     dir: &Path,
     input: &Path,
@@ -292,6 +296,8 @@ fn live_vs_offline_attempt(
             "--duration",
         ])
         .arg(format!("{run_s}"))
+        .arg("--latency-ms")
+        .arg(format!("{TARGET_MS}"))
         .arg("--stats-json")
         .arg(&stats)
         .env("NOMUSIC_MODEL_DIR", &models)
@@ -399,15 +405,14 @@ fn live_vs_offline_attempt(
     eprintln!("latency: first 10 s {first:.1} ms, last 10 s {last:.1} ms, max {max:.1} ms");
     assert!(max <= 150.0, "latency up to {max:.1} ms");
     // The drift controller leaves the buffer alone inside a dead band around where it settled
-    // (half the target, at least 10 ms: crates/live/src/worker.rs; 20 ms at the default 40 ms
-    // target), so that devices on one clock get a bit-exact copy of the model's output (checked
-    // above). Inside the band the measured latency may wander (by 5-8 ms over a minute on these
-    // null sinks, whose timers the timestamps see ~100 ppm apart); beyond it is a creep the
-    // controller failed to stop.
-    const DEAD_BAND_MS: f64 = 20.0;
+    // (20 ms at this 40 ms target), so that devices on one clock get a bit-exact copy of the
+    // model's output (checked above). Inside the band the measured latency may wander (by 5-8 ms
+    // over a minute on these null sinks, whose timers the timestamps see ~100 ppm apart); beyond
+    // it is a creep the controller failed to stop.
+    let band = dead_band_ms(TARGET_MS);
     assert!(
-        (last - first).abs() < DEAD_BAND_MS,
-        "latency crept from {first:.1} to {last:.1} ms, beyond the controller's dead band"
+        (last - first).abs() < band,
+        "latency crept from {first:.1} to {last:.1} ms, beyond the controller's {band} ms dead band"
     );
 }
 

@@ -174,6 +174,12 @@ struct Controller {
     reference_ms: Option<f64>,
 }
 
+/// The controller's dead band (ms) around the settled buffer fill for a target of `target_ms`:
+/// inside it the ratio is left alone, wide enough for scheduling jitter.
+pub fn dead_band_ms(target_ms: f64) -> f64 {
+    (0.5 * target_ms).max(10.0)
+}
+
 /// Beyond this much too full (ms), drop instead of bending the ratio.
 const RESYNC_MS: f64 = 40.0;
 
@@ -253,7 +259,7 @@ impl Worker {
         let mut resampler = VariableResampler::new(cfg.capture_rate, cfg.playback_rate, cc);
         let ms_per_out_frame = 1000.0 / cfg.playback_rate as f64;
         let target_ms = cfg.target_frames as f64 * ms_per_out_frame;
-        let dead_band_ms = (0.5 * target_ms).max(10.0);
+        let dead_band_ms = dead_band_ms(target_ms);
         let nominal_step = cfg.capture_rate as f64 / cfg.playback_rate as f64;
 
         let mut input = Vec::with_capacity(8192 * cc);
