@@ -52,3 +52,29 @@ proptest! {
         prop_assert_eq!(whole, run("deepfilternet3", &x, 16_000, &chunks));
     }
 }
+
+/// Mean square of `x[from..to]`, in dB.
+fn level_db(x: &[f32], from: usize, to: usize) -> f32 {
+    let e = x[from..to].iter().map(|v| v * v).sum::<f32>() / (to - from) as f32;
+    10.0 * (e + 1e-20).log10()
+}
+
+#[test]
+fn the_end_of_a_file_comes_out_whole() {
+    // The pipeline drains on silence after the last sample. DeepFilterNet3's runner used to
+    // gate every silent hop at once (libDF's rule), which zeroed the last 20 ms of every file.
+    let x = dev_mixture(2.0);
+    let out = run("nomusic", &x, 16_000, &[x.len()]);
+    assert_eq!(out.len(), x.len());
+    let n = out.len();
+    let (last, before) = (
+        level_db(&out, n - 320, n),
+        level_db(&out, n - 1920, n - 320),
+    );
+    eprintln!("last 20 ms {last:.1} dB, the 100 ms before {before:.1} dB");
+    assert!(out[n - 160..].iter().any(|&v| v != 0.0));
+    assert!(
+        last > before - 10.0,
+        "last 20 ms {last:.1} dB, before {before:.1} dB"
+    );
+}

