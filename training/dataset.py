@@ -24,8 +24,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -92,18 +94,25 @@ class Pool:
         cache = DATA / "cache"
         raw, idx = cache / f"{name}-{key}.int16", cache / f"{name}-{key}.npz"
         if not idx.exists():
+            # Runs started side by side may build the same cache at once: each writes its own
+            # temporary files and renames them into place (same content, so either may win), the
+            # index last, as its presence says the samples are complete.
             cache.mkdir(parents=True, exist_ok=True)
             lengths = []
             t0 = time.time()
-            with open(raw.with_suffix(".tmp"), "wb") as out:
+            fd, tmp = tempfile.mkstemp(dir=cache, prefix=f"{raw.name}.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as out:
                 for f in files:
                     x, fsr = sf.read(str(f), dtype="float32", always_2d=True)
                     x = resample(x.mean(axis=1), fsr, sr)
                     out.write((np.clip(x, -1, 1) * 32767).astype(np.int16).tobytes())
                     lengths.append(len(x))
-            raw.with_suffix(".tmp").replace(raw)
+            os.replace(tmp, raw)
             lengths = np.array(lengths, dtype=np.int64)
-            np.savez(idx, lengths=lengths)
+            fd, tmp = tempfile.mkstemp(dir=cache, prefix=f"{idx.name}.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as out:
+                np.savez(out, lengths=lengths)
+            os.replace(tmp, idx)
             print(f"cached {name}: {len(files)} files, {lengths.sum() / sr / 3600:.2f} h "
                   f"in {time.time() - t0:.0f} s", file=sys.stderr)
         lengths = np.load(idx)["lengths"]

@@ -117,6 +117,40 @@ def test_pool_pickles_without_copying(tmp_path, monkeypatch):
     assert np.array_equal(back.clip(1), pool.clip(1)) and abs(back.clip(2).max() - 0.1) < 1e-3
 
 
+def _build_pool(files, barrier, queue):
+    barrier.wait()
+    try:
+        pool = Pool.from_files(files, [{} for _ in files], SR, "t")
+        queue.put(float(sum(np.abs(pool.clip(i)).sum() for i in range(len(files)))))
+    except Exception as e:  # reported to the parent, which fails the test with it
+        queue.put(repr(e))
+
+
+def test_pool_cache_built_by_two_runs_at_once(tmp_path, monkeypatch):
+    """Two training runs started side by side build the same cache at the same time: both get it
+    (once, both wrote the same fixed temporary file and the second rename failed)."""
+    import multiprocessing
+    import dataset
+    import soundfile as sf
+    monkeypatch.setattr(dataset, "DATA", tmp_path)
+    files = []
+    for k in range(40):
+        f = tmp_path / f"c{k}.wav"
+        sf.write(str(f), (0.1 * np.sin(np.arange(2 * SR) * (k + 1) / 10)).astype(np.float32), SR)
+        files.append(f)
+    ctx = multiprocessing.get_context("fork")
+    barrier, queue = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_build_pool, args=(files, barrier, queue)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    got = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert all(isinstance(g, float) for g in got), got
+    assert got[0] == got[1]
+    assert not list((tmp_path / "cache").glob("*.tmp"))
+
+
 def test_bandlimited_music_at_48k():
     """p_bandlimit: the music of such items has no energy above 8 kHz, the SMR still holds, and
     items without it are the items of a mixer that has none (no extra random draws)."""
