@@ -75,6 +75,9 @@ def parse_args(argv=None):
     p.add_argument("--freeze", default=None,
                    help="PREFIX[,PREFIX...]: weights whose names start with one stay as they start "
                         "(e.g. df_dec: train the encoder and the ERB decoder only)")
+    p.add_argument("--sp-decay", type=float, default=0.0,
+                   help="L2-SP, decoupled: after each step pull every trained weight towards the "
+                        "released DeepFilterNet3's, w -= lr * SP_DECAY * (w - w_released)")
     p.add_argument("--source-share", default=None,
                    help="MixConfig.source_share: SOURCE=SHARE,... of the speaker draws, e.g. "
                         "speechocean762=0.25 (the other corpus sources split the rest as before)")
@@ -163,6 +166,14 @@ class Trainer:
             for p in hit:
                 p.requires_grad_(False)
         trained = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        self.anchor = []  # (weight, the released model's value of it) for --sp-decay
+        if args.sp_decay > 0:
+            ref = (self.teacher if self.teacher is not None else Dfn3(base)).state_dict()
+            odd = [n for n, p in trained if n not in ref or ref[n].shape != p.shape]
+            if odd:
+                raise SystemExit(f"--sp-decay: the released model has no weight like {odd[0]} "
+                                 f"(graphs {self.graphs} differ from {base})")
+            self.anchor = [(p, ref[n].detach().clone()) for n, p in trained]
         groups = [dict(params=[p for _, p in trained], scale=1.0)]
         if args.lr_inputs != 1.0:  # a second group only then: older checkpoints hold one
             inputs = set(input_conv_weights(self.model))
@@ -289,6 +300,11 @@ class Trainer:
         gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.args.clip)
         if torch.isfinite(gn):
             self.opt.step()
+            if self.anchor:
+                pull = self.lr_at(self.step) * self.args.sp_decay
+                with torch.no_grad():
+                    for w, w0 in self.anchor:
+                        w.sub_(pull * (w - w0))
         else:  # never let one bad batch poison the weights; logged as grad_norm nan/inf
             self.skipped += 1
         self.step += 1

@@ -386,6 +386,32 @@ def test_freeze_keeps_a_part_of_the_network(tmp_path):
         train.Trainer(train.parse_args(["--out", str(tmp_path), "--freeze", "decoder"]))
 
 
+def test_sp_decay_pulls_towards_the_released_weights(tmp_path):
+    """--sp-decay: after a step every trained weight sits exactly lr * SP of its way from where the
+    optimiser put it back towards the released model's value; without it, nothing is pulled."""
+    import train
+    from dfn3 import Dfn3
+    from ftcommon import base_model_dir
+    released = dict(Dfn3(base_model_dir()).named_parameters())
+    g = torch.Generator().manual_seed(0)
+    mix, sp = torch.randn(1, 480 * 40, generator=g) * 0.05, torch.randn(1, 480 * 40, generator=g) * 0.02
+    after = {}
+    for decay in (0.0, 500.0):
+        torch.manual_seed(1)
+        tr = train.Trainer(train.parse_args(["--out", str(tmp_path / str(decay)), "--warmup", "1",
+                                             "--sp-decay", str(decay)]))
+        with torch.no_grad():  # start away from the released weights, the same way both times
+            for p in tr.model.parameters():
+                p.add_(0.01 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+        tr.train_step(mix, sp, torch.ones(1, 40, dtype=torch.bool))
+        after[decay] = {n: p.detach().clone() for n, p in tr.model.named_parameters()}
+    pull = 2e-4 * 500.0  # lr at step 0 with --warmup 1, times the decay
+    for n, w in after[500.0].items():
+        free = after[0.0][n]
+        torch.testing.assert_close(w, free - pull * (free - released[n].detach()), rtol=0, atol=1e-6)
+    assert any((after[500.0][n] - after[0.0][n]).abs().max() > 1e-5 for n in after[0.0])
+
+
 def test_init_from_an_exported_model(model, tmp_path):
     """--init DIR starts from the weights in an exported model's graphs, at --init-step, with a fresh
     optimiser; a directory that is not a model, a missing step or a step given with a checkpoint
