@@ -6,6 +6,8 @@ import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
+from contextlib import contextmanager
 from math import gcd
 from pathlib import Path
 
@@ -58,11 +60,26 @@ def decode(path: Path) -> tuple[np.ndarray, int]:
     return np.frombuffer(out, dtype=np.float32).reshape(-1, 2).copy(), sr
 
 
+@contextmanager
+def replacing(path: Path, mode: str = "wb", **kw):
+    """A file to write `path` through: a temporary file of its own beside it, renamed over `path`
+    when the block ends without error (and removed when it does not). Readers never see a part
+    of the file, and writers running at once (side-by-side training runs building one cache) do
+    not clash: each renames its own complete file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **kw) as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_flac(path: Path, x: np.ndarray, sr: int, subtype: str = "PCM_16") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.flac")
-    sf.write(str(tmp), np.clip(x, -1.0, 1.0), sr, subtype=subtype, format="FLAC")
-    tmp.replace(path)
+    with replacing(path) as f:
+        sf.write(f, np.clip(x, -1.0, 1.0), sr, subtype=subtype, format="FLAC")
 
 
 def stable_hash(s: str) -> int:
@@ -76,12 +93,10 @@ def read_tsv(path: Path) -> list[dict]:
 
 def write_tsv(path: Path, rows: list[dict], fields: list[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
+    with replacing(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields, delimiter="\t", extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
-    tmp.replace(path)
 
 
 def merge_catalog() -> Path:

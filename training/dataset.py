@@ -24,10 +24,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import re
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -37,7 +35,7 @@ import soundfile as sf
 from scipy.signal import fftconvolve, lfilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (CORPUS, DATA, MUSIC, read_tsv, resample, singing_speakers,  # noqa: E402
+from common import (CORPUS, DATA, MUSIC, read_tsv, replacing, resample, singing_speakers,  # noqa: E402
                     speech_manifest, stable_hash)
 
 EPS = 1e-12
@@ -100,19 +98,15 @@ class Pool:
             cache.mkdir(parents=True, exist_ok=True)
             lengths = []
             t0 = time.time()
-            fd, tmp = tempfile.mkstemp(dir=cache, prefix=f"{raw.name}.", suffix=".tmp")
-            with os.fdopen(fd, "wb") as out:
+            with replacing(raw) as out:
                 for f in files:
                     x, fsr = sf.read(str(f), dtype="float32", always_2d=True)
                     x = resample(x.mean(axis=1), fsr, sr)
                     out.write((np.clip(x, -1, 1) * 32767).astype(np.int16).tobytes())
                     lengths.append(len(x))
-            os.replace(tmp, raw)
             lengths = np.array(lengths, dtype=np.int64)
-            fd, tmp = tempfile.mkstemp(dir=cache, prefix=f"{idx.name}.", suffix=".tmp")
-            with os.fdopen(fd, "wb") as out:
+            with replacing(idx) as out:
                 np.savez(out, lengths=lengths)
-            os.replace(tmp, idx)
             print(f"cached {name}: {len(files)} files, {lengths.sum() / sr / 3600:.2f} h "
                   f"in {time.time() - t0:.0f} s", file=sys.stderr)
         lengths = np.load(idx)["lengths"]
