@@ -292,8 +292,9 @@ class Trainer:
 
     def train_step(self, mix, speech, active):
         self.model.train()
+        lr = self.lr_at(self.step)
         for g in self.opt.param_groups:
-            g["lr"] = self.lr_at(self.step) * g["scale"]
+            g["lr"] = lr * g["scale"]
         total, terms = self.losses(mix, speech, active)
         self.opt.zero_grad(set_to_none=True)
         total.backward()
@@ -301,7 +302,7 @@ class Trainer:
         if torch.isfinite(gn):
             self.opt.step()
             if self.anchor:
-                pull = self.lr_at(self.step) * self.args.sp_decay
+                pull = lr * self.args.sp_decay
                 with torch.no_grad():
                     for w, w0 in self.anchor:
                         w.sub_(pull * (w - w0))
