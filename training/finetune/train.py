@@ -98,6 +98,12 @@ def parse_args(argv=None):
     p.add_argument("--w-stoi", type=float, default=0.0,
                    help="weight of 1 - STOI (differentiable, losses.stoi_loss) of the band-limited "
                         "output against the speech")
+    p.add_argument("--w-keep", type=float, default=0.0,
+                   help="weight of a term that keeps the output on items with sung vocals as --keep's "
+                        "(the spectral loss against that model's output, below 7.5 kHz): learning "
+                        "without forgetting how it treats singers")
+    p.add_argument("--keep", default=None,
+                   help="the model --w-keep holds on to (an exported model directory; default: --init)")
     p.add_argument("--smr", default=None,
                    help="speech-to-music ratio range of the mixtures in dB: --smr=MIN,MAX, inside "
                         "MixConfig.smr_db (default: all of it, -10 to 15)")
@@ -154,6 +160,15 @@ class Trainer:
             self.teacher.eval()
             for prm in self.teacher.parameters():
                 prm.requires_grad_(False)
+        self.keeper = None
+        if args.w_keep > 0:
+            src = args.keep or args.init
+            if not src or not Path(src).is_dir():
+                raise SystemExit("--w-keep needs --keep (or --init) naming an exported model directory")
+            self.keeper = Dfn3(Path(src))
+            self.keeper.eval()
+            for prm in self.keeper.parameters():
+                prm.requires_grad_(False)
         self.low_bins = int(L.LOW_HZ / (self.model.sr / self.model.fft))
         edges = np.cumsum([0] + self.model.widths)
         self.first_hf_band = int(np.searchsorted(edges, self.low_bins))  # first band starting >= 7.5 kHz
@@ -207,21 +222,22 @@ class Trainer:
 
     def batch(self, step):
         a, mixer = self.args, self.get_mixer()
-        mix, sp, act = [], [], []
+        mix, sp, act, voc = [], [], [], []
         for i in range(a.batch):
             idx = step * a.batch + i
             it = mixer.item(idx // a.items_per_epoch, idx % a.items_per_epoch)
             mix.append(it.mixture)
             sp.append(it.speech)
             act.append(it.active)
+            voc.append(bool(it.info.get("vocals")))
         hop = self.model.hop
         n = min(len(x) for x in mix) // hop * hop
         to = lambda xs: torch.from_numpy(np.stack([x[:n] for x in xs]).astype(np.float32))
         active = np.stack([x[:n] for x in act]).reshape(len(act), -1, hop).any(-1)
-        return to(mix), to(sp), torch.from_numpy(active)
+        return to(mix), to(sp), torch.from_numpy(active), torch.tensor(voc)
 
     # ---- loss ------------------------------------------------------------------------
-    def losses(self, mix, speech, active):
+    def losses(self, mix, speech, active, vocals=None):
         m = self.model
         out = m(mix)
         enh = out["enh"]
@@ -245,6 +261,10 @@ class Trainer:
         near = torch.nn.functional.pad(near, (m.conv_lookahead, 0), value=True)[:, : near.shape[1]]
         terms["mo"] = L.music_only_loss(enh[..., :lo], x_d[..., :lo], ~near)
         terms["lsnr"] = L.lsnr_loss(out["lsnr"], L.lsnr_target(s_d[..., :lo], (x_d - s_d)[..., :lo]))
+        if self.keeper is not None and vocals is not None and bool(vocals.any()):
+            with torch.no_grad():
+                kept = self.keeper(mix[vocals])["enh"][..., :lo]
+            terms["keep"] = L.spectral_loss(enh[vocals][..., :lo], kept)
         if self.teacher is not None:
             with torch.no_grad():
                 fe, fs = self.teacher.features(out["spec"])
@@ -258,7 +278,7 @@ class Trainer:
             terms["hf"] = L.hf_distill_loss(out["m"], m_t, self.first_hf_band)
         a = self.args
         w = dict(spec=a.w_spec, mr=a.w_mr, mo=a.w_mo, lsnr=a.w_lsnr, hf=a.w_hf, sisdr=a.w_sisdr,
-                 asym=a.w_asym, stoi=a.w_stoi)
+                 asym=a.w_asym, stoi=a.w_stoi, keep=a.w_keep)
         total = sum(w[k] * v for k, v in terms.items())
         return total, {k: float(v.detach()) for k, v in terms.items()}
 
@@ -290,12 +310,12 @@ class Trainer:
         self._ema_model.load_state_dict(self.ema)
         return self._ema_model
 
-    def train_step(self, mix, speech, active):
+    def train_step(self, mix, speech, active, vocals=None):
         self.model.train()
         lr = self.lr_at(self.step)
         for g in self.opt.param_groups:
             g["lr"] = lr * g["scale"]
-        total, terms = self.losses(mix, speech, active)
+        total, terms = self.losses(mix, speech, active, vocals)
         self.opt.zero_grad(set_to_none=True)
         total.backward()
         gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.args.clip)
@@ -422,9 +442,9 @@ def main(argv=None):
     last_ckpt = time.time()
     while tr.step < args.steps and time.time() - t_start < args.hours * 3600:
         t0 = time.time()
-        mix, sp, act = tr.batch(tr.step)
+        mix, sp, act, voc = tr.batch(tr.step)
         t1 = time.time()
-        total, terms, gn = tr.train_step(mix, sp, act)
+        total, terms, gn = tr.train_step(mix, sp, act, voc)
         t2 = time.time()
         if not math.isfinite(total) or tr.skipped > 20:
             raise SystemExit(f"non-finite loss at step {tr.step} (or {tr.skipped} skipped updates)")

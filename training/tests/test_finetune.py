@@ -628,3 +628,97 @@ def test_parity_fixture_is_the_torch_output_of_the_shipped_weights():
     assert recorded.shape == y.shape
     err = np.abs(y - recorded).max()
     assert err < 1e-5 and np.sqrt(np.mean(y ** 2)) > 0.01, err
+
+
+def test_keep_term_holds_the_output_on_sung_items(model, tmp_path):
+    """--w-keep adds the spectral loss against --keep's output on the items with sung vocals only:
+    zero while the weights are still that model's, positive once they move, absent without such
+    items; and it needs a model directory to hold on to."""
+    import train
+    g = torch.Generator().manual_seed(5)
+    mix, sp = torch.randn(2, 480 * 30, generator=g) * 0.05, torch.randn(2, 480 * 30, generator=g) * 0.02
+    active = torch.ones(2, 30, dtype=torch.bool)
+    tr = train.Trainer(train.parse_args(["--out", str(tmp_path), "--w-keep", "100", "--keep", str(model.dir)]))
+    with torch.no_grad():
+        _, terms = tr.losses(mix, sp, active, torch.tensor([True, False]))
+        assert terms["keep"] == pytest.approx(0.0, abs=1e-12)
+        _, terms = tr.losses(mix, sp, active, torch.tensor([False, False]))
+        assert "keep" not in terms
+        for p in tr.model.df_dec.parameters():
+            p.mul_(1.1)
+        t0, terms = tr.losses(mix, sp, active, torch.tensor([True, False]))
+        t1, _ = tr.losses(mix, sp, active, torch.tensor([False, False]))
+    assert terms["keep"] > 0
+    assert float(t0 - t1) == pytest.approx(100 * terms["keep"], rel=1e-4)
+    with pytest.raises(SystemExit, match="--w-keep needs"):
+        train.Trainer(train.parse_args(["--out", str(tmp_path), "--w-keep", "1"]))
+
+
+def _tiny_set(root: Path, n_items=2, seconds=2.0):
+    """A set laid out like dataset.py --build-val writes it: speech-like tones over chords."""
+    import json
+    import soundfile as sf
+    sr, items = 16000, []
+    t = np.arange(int(seconds * sr)) / sr
+    for i in range(n_items):
+        d = root / f"it_{i}"
+        d.mkdir(parents=True)
+        speech = 0.3 * _speechlike(seconds, sr, seed=i)
+        speech[: sr // 4] = 0
+        music = 0.03 * (np.sin(2 * np.pi * (330 + 40 * i) * t) + np.sin(2 * np.pi * 495 * t))
+        sf.write(d / "speech.wav", speech.astype(np.float32), sr, subtype="FLOAT")
+        sf.write(d / "mixture.wav", (speech + music).astype(np.float32), sr, subtype="FLOAT")
+        items.append(dict(id=f"it_{i}", dir=f"it_{i}", smr_target_db=0.0, music=dict(vocals=i == 1),
+                          speech_segments=[dict(start_s=0.25, end_s=seconds)]))
+    (root / "manifest.json").write_text(json.dumps(dict(items=items)))
+    return root
+
+
+def test_learned_soup_coefficients(model, tmp_path):
+    """Soup.weights: at zero coefficients the anchor's weights exactly, at 1 an ingredient's; one
+    coefficient per tensor or per part; and learned_soup.py fits, saves a soup checkpoint that
+    export_eval.py reads and records its coefficients and per-epoch scores."""
+    import json
+    import learned_soup
+    from ftcommon import checkpoint_weights
+    anchor = model.state_dict()
+    g = torch.Generator().manual_seed(1)
+    other = {k: v + 0.01 * torch.randn(v.shape, generator=g) if v.is_floating_point() else v
+             for k, v in anchor.items()}
+    names = [k for k, v in anchor.items() if v.is_floating_point()]
+    s = learned_soup.Soup(anchor, [other], names, "tensor")
+    assert s.a.shape == (1, len(names))
+    w = s.weights()
+    assert all(torch.equal(w[n], anchor[n]) for n in names)
+    with torch.no_grad():
+        s.a.fill_(1.0)
+    w = s.weights()
+    assert all(torch.allclose(w[n], other[n], atol=1e-6) for n in names)
+    p = learned_soup.Soup(anchor, [other, anchor], names, "part")
+    assert p.groups == ["df_dec", "enc", "erb_dec"] and p.a.shape == (2, 3)
+    with torch.no_grad():
+        p.a[0, p.groups.index("df_dec")] = 0.5
+    w = p.weights()
+    for n in names:
+        want = anchor[n] + 0.5 * (other[n] - anchor[n]) if n.startswith("df_dec") else anchor[n]
+        assert torch.allclose(w[n], want, atol=1e-6), n
+    # the fit end to end on two short items
+    from dfn3 import Dfn3
+    m = tmp_path / "other"
+    moved = Dfn3(model.dir)
+    moved.load_state_dict(other)
+    moved.export(m)
+    tiny = _tiny_set(tmp_path / "set")
+    out = tmp_path / "ls.pt"
+    learned_soup.main([str(out), "base", str(m), "--set", str(tiny), "--epochs", "1", "--batch", "1",
+                       "--threads", "1", "--lr", "0.05"])
+    log = json.loads(out.with_suffix(".json").read_text())
+    assert [h["epoch"] for h in log["history"]] == [0, 1]
+    coef = log["coefficients"][str(m)]
+    assert len(coef) == len(names) and any(abs(v) > 0 for v in coef.values())  # the fit moved them
+    sd, step, graphs = checkpoint_weights(out)
+    assert step == 0 and graphs == model.dir
+    if log["best_epoch"] == 0:
+        assert all(torch.equal(sd[n], anchor[n]) for n in names)
+    else:
+        assert any(not torch.equal(sd[n], anchor[n]) for n in names)
