@@ -15,7 +15,6 @@ import argparse
 import csv
 import json
 import math
-import os
 import random
 import time
 from pathlib import Path
@@ -340,9 +339,11 @@ class Trainer:
                     py_rng=random.getstate(), args=vars(self.args), ema=self.ema)
 
     def save(self, path: Path):
-        tmp = path.with_suffix(".tmp")
-        torch.save(self.state(), tmp)
-        os.replace(tmp, path)
+        """Through a temporary file of its own, renamed into place: a stop mid-write keeps the
+        previous checkpoint and leaves no temporary file."""
+        from common import replacing
+        with replacing(path) as f:
+            torch.save(self.state(), f)
 
     def init_from(self, path: Path):
         """--init: a checkpoint (everything), or an exported model directory (weights only, with a

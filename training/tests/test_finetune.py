@@ -722,3 +722,20 @@ def test_learned_soup_coefficients(model, tmp_path):
         assert all(torch.equal(sd[n], anchor[n]) for n in names)
     else:
         assert any(not torch.equal(sd[n], anchor[n]) for n in names)
+
+
+def test_a_failed_checkpoint_save_keeps_the_previous_one(tmp_path):
+    """Trainer.save writes through its own temporary file: when writing fails, the checkpoint
+    already there is untouched and no temporary file is left."""
+    import train
+    tr = train.Trainer(train.parse_args(["--out", str(tmp_path)]))
+    tr.step = 7
+    path = tmp_path / "ckpt_latest.pt"
+    tr.save(path)
+    before = path.read_bytes()
+    tr.state = lambda: dict(step=8, bad=lambda: None)  # a lambda cannot be pickled
+    with pytest.raises(Exception):
+        tr.save(path)
+    assert path.read_bytes() == before
+    assert torch.load(path, weights_only=False)["step"] == 7
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt_latest.pt"]
