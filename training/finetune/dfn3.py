@@ -137,6 +137,11 @@ class Dfn3(torch.nn.Module):
         prev = torch.nn.functional.pad(second, (0, 0, 1, 0))[:, :t]
         return (first + prev).reshape(b, t * self.hop)
 
+    def istft_low(self, spec: torch.Tensor, bins: int) -> torch.Tensor:
+        """`istft` of `spec` with every bin from `bins` up set to zero: the band the losses and
+        the scores look at."""
+        return self.istft(torch.cat([spec[..., :bins], torch.zeros_like(spec[..., bins:])], -1))
+
     def features(self, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """complex [B, T, F] -> feat_erb [B, 1, T, 32], feat_spec [B, 2, T, 96] (no gradient)."""
         a = self.alpha

@@ -33,8 +33,6 @@ from dfn3 import Dfn3  # noqa: E402
 import losses as L  # noqa: E402
 from soup import ingredient  # noqa: E402
 
-HOP = 480
-
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -59,7 +57,8 @@ def parse_args(argv=None):
 
 
 def load_items(model: Dfn3, set_dir: Path, smr: tuple[float, float], max_items: int | None):
-    """[(spec, feat_erb, feat_spec, speech_lp, active_frames, mo_frames)] per item, at 48 kHz."""
+    """Per item at 48 kHz: the mixture's spectrum `spec` and features `fe`, `fs`, the speech `sp`,
+    the music-only output frames `mo` and whether the music has vocals."""
     import soundfile as sf
     from scipy.signal import resample_poly
     items = json.loads((set_dir / "manifest.json").read_text())["items"]
@@ -80,27 +79,23 @@ def load_items(model: Dfn3, set_dir: Path, smr: tuple[float, float], max_items: 
         fe, fs = model.features(spec)
         active = np.zeros(n, bool)
         for sg in it["speech_segments"]:
-            active[int(sg["start_s"] * 48000):int(sg["end_s"] * 48000)] = True
-        act = torch.from_numpy(active.reshape(-1, model.hop).any(-1))[None].float()[:, None]
-        near = torch.nn.functional.max_pool1d(act, 11, 1, 5)[:, 0] > 0
-        near = torch.nn.functional.pad(near, (model.conv_lookahead, 0), value=True)[:, : near.shape[1]]
-        out.append(dict(id=it["id"], spec=spec, fe=fe, fs=fs, sp=sp, mo=~near, vocals=bool(it["music"]["vocals"])))
+            active[int(sg["start_s"] * model.sr):int(sg["end_s"] * model.sr)] = True
+        mo = L.music_only_frames(torch.from_numpy(active.reshape(-1, model.hop).any(-1))[None], model.conv_lookahead)
+        out.append(dict(spec=spec, fe=fe, fs=fs, sp=sp, mo=mo, vocals=bool(it["music"]["vocals"])))
     return out
 
 
-def stack(items):
+def stack(items, hop: int):
     """One batch; items of different lengths are padded with silence at the end (the network is
     causal, so the padding changes nothing before it)."""
     t = max(it["spec"].shape[1] for it in items)
 
     def pad(x, k):
-        dim = 1 if k in ("spec", "mo") else 2 if k in ("fe", "fs") else None
-        if k == "sp":
-            return torch.nn.functional.pad(x, (0, t * HOP - x.shape[1]))
-        if k == "spec":
-            return torch.view_as_complex(torch.nn.functional.pad(torch.view_as_real(x), (0, 0, 0, 0, 0, t - x.shape[1])).contiguous())
-        widths = [0, 0] * (x.dim() - dim - 1) + [0, t - x.shape[dim]]
-        return torch.nn.functional.pad(x, widths, value=False if k == "mo" else 0.0)
+        dim, size = (2, t) if k in ("fe", "fs") else (1, t * hop if k == "sp" else t)
+        if x.is_complex():
+            return torch.view_as_complex(pad(torch.view_as_real(x), k).contiguous())
+        widths = [0, 0] * (x.dim() - dim - 1) + [0, size - x.shape[dim]]
+        return torch.nn.functional.pad(x, widths, value=False if x.dtype == torch.bool else 0.0)
     return {k: torch.cat([pad(it[k], k) for it in items]) for k in ("spec", "fe", "fs", "sp", "mo")}
 
 
@@ -130,10 +125,7 @@ def run(model: Dfn3, weights: dict, b: dict, lo_bins: int):
     (m,) = functional_call(model.erb_dec, sub("erb_dec"), (emb, e3, e2, e1, e0))
     coefs = functional_call(model.df_dec, sub("df_dec"), (emb, c0))[0]
     enh = model.enhance(b["spec"], m, coefs)
-    low = lambda s: model.istft(torch.cat([s[..., :lo_bins], torch.zeros_like(s[..., lo_bins:])], -1))
-    y = low(enh)
-    s = low(model.delay_spec(model.stft(b["sp"])))
-    return enh, y, s
+    return enh, model.istft_low(enh, lo_bins), model.istft_low(model.delay_spec(model.stft(b["sp"])), lo_bins)
 
 
 def score(model, soup, items, lo_bins, batch) -> dict:
@@ -143,10 +135,9 @@ def score(model, soup, items, lo_bins, batch) -> dict:
         w = soup.weights()
         for i in range(0, len(items), batch):
             chunk = items[i:i + batch]
-            b = stack(chunk)
+            b = stack(chunk, model.hop)
             _, y, s = run(model, w, b, lo_bins)
-            x = model.istft(torch.cat([b["spec"][..., :lo_bins], torch.zeros_like(b["spec"][..., lo_bins:])], -1))
-            x = torch.nn.functional.pad(x, (model.conv_lookahead * model.hop, 0))[:, : x.shape[1]]
+            x = model.istft_low(model.delay_spec(b["spec"]), lo_bins)  # the mixture, aligned with y and s
             for j, it in enumerate(chunk):
                 n = it["sp"].shape[1]
                 yj, sj, xj = (v[j, :n].numpy() for v in (y, s, x))
@@ -192,7 +183,7 @@ def main(argv=None):
         t1 = time.time()
         order = rng.permutation(len(fit))
         for i in range(0, len(fit), args.batch):
-            b = stack([fit[j] for j in order[i:i + args.batch]])
+            b = stack([fit[j] for j in order[i:i + args.batch]], model.hop)
             enh, y, s = run(model, soup.weights(), b, lo_bins)
             x_d = model.delay_spec(b["spec"])
             loss = (L.neg_si_sdr_loss(y, s)

@@ -50,6 +50,14 @@ def multires_loss(y: torch.Tensor, s: torch.Tensor, ffts=(256, 512, 1024, 2048))
     return total / len(ffts)
 
 
+def music_only_frames(active: torch.Tensor, conv_lookahead: int) -> torch.Tensor:
+    """[B, T] bool: the output frames with no speech-active hop within 5 frames (50 ms), given
+    per-hop speech activity `active` [B, T] and the model's output delay in frames."""
+    near = torch.nn.functional.max_pool1d(active.float()[:, None], 11, 1, 5)[:, 0] > 0
+    near = torch.nn.functional.pad(near, (conv_lookahead, 0), value=True)[:, : near.shape[1]]
+    return ~near
+
+
 def music_only_loss(enh: torch.Tensor, mix: torch.Tensor, mo_frames: torch.Tensor,
                     floor_db: float = -60.0) -> torch.Tensor:
     """Output-to-mixture energy ratio (dB) over music-only frames, per item, above a floor:

@@ -247,18 +247,13 @@ class Trainer:
         terms["spec"] = L.spectral_loss(enh[..., :lo], s_d[..., :lo])
         if self.args.w_asym > 0:
             terms["asym"] = L.over_suppression_loss(enh[..., :lo], s_d[..., :lo])
-        y_lp = m.istft(torch.cat([enh[..., :lo], torch.zeros_like(enh[..., lo:])], -1))
-        s_lp = m.istft(torch.cat([s_d[..., :lo], torch.zeros_like(s_d[..., lo:])], -1))
+        y_lp, s_lp = m.istft_low(enh, lo), m.istft_low(s_d, lo)
         terms["mr"] = L.multires_loss(y_lp, s_lp)
         if self.args.w_sisdr > 0:
             terms["sisdr"] = L.neg_si_sdr_loss(y_lp, s_lp)
         if self.args.w_stoi > 0:
             terms["stoi"] = L.stoi_loss(y_lp, s_lp, sr=m.sr)
-        # music-only frames: no speech-active sample within 5 frames (50 ms) of the output frame
-        act = active.float()[:, None]
-        near = torch.nn.functional.max_pool1d(act, 11, 1, 5)[:, 0] > 0
-        near = torch.nn.functional.pad(near, (m.conv_lookahead, 0), value=True)[:, : near.shape[1]]
-        terms["mo"] = L.music_only_loss(enh[..., :lo], x_d[..., :lo], ~near)
+        terms["mo"] = L.music_only_loss(enh[..., :lo], x_d[..., :lo], L.music_only_frames(active, m.conv_lookahead))
         terms["lsnr"] = L.lsnr_loss(out["lsnr"], L.lsnr_target(s_d[..., :lo], (x_d - s_d)[..., :lo]))
         if self.keeper is not None and vocals is not None and bool(vocals.any()):
             with torch.no_grad():
