@@ -71,6 +71,13 @@ def parse_args(argv=None):
                    help="MixConfig.p_bandlimit: share of items whose music is band-limited to 8 kHz (16 kHz material)")
     p.add_argument("--p-speed", type=float, default=0.0,
                    help="MixConfig.p_speed: share of speech segments played 0.9-1.1x faster (new voices)")
+    p.add_argument("--p-eq", type=float, default=None,
+                   help="MixConfig.p_eq: share of items whose music gets a random EQ (default 0.6)")
+    p.add_argument("--p-reverb", type=float, default=None,
+                   help="MixConfig.p_reverb: share of items whose music gets mild reverb (default 0.3)")
+    p.add_argument("--p-ramp", type=float, default=None,
+                   help="MixConfig.p_ramp: share of items whose music level ramps (default 0.4); "
+                        "all three 0: plain sums of speech and music, as the benchmarks are mixed")
     p.add_argument("--freeze", default=None,
                    help="PREFIX[,PREFIX...]: weights whose names start with one stay as they start "
                         "(e.g. df_dec: train the encoder and the ERB decoder only)")
@@ -209,6 +216,9 @@ class Trainer:
                 kw["p_sung"] = self.args.p_sung
             kw["p_bandlimit"] = self.args.p_bandlimit
             kw["p_speed"] = self.args.p_speed
+            for name in ("p_eq", "p_reverb", "p_ramp"):
+                if getattr(self.args, name) is not None:
+                    kw[name] = getattr(self.args, name)
             if self.args.source_share:
                 kw["source_share"] = parse_shares(self.args.source_share)
             if self.args.smr is not None:

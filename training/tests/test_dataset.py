@@ -235,6 +235,23 @@ def test_speed_off_leaves_items_unchanged():
         assert np.array_equal(a.item(0, i).mixture, b.item(0, i).mixture)
 
 
+def test_music_augmentation_shares():
+    # p_eq / p_reverb / p_ramp 0: the music is the plain segment (as the benchmarks are mixed);
+    # 1: every item that has music gets the effect
+    def effects(**kw):
+        m = Mixer(*pools(), MixConfig(seconds=3.0, p_sung=0.0, **kw), seed=2)
+        items = [m.item(0, i) for i in range(40)]
+        with_music = [it for it in items if it.info["mode"] != "speech_only"]
+        assert len(with_music) > 30
+        for it in items:
+            assert np.array_equal(it.mixture, it.speech + it.music)
+        return [{k for k in ("eq", "reverb", "ramp") if it.info.get(k)} for it in with_music]
+
+    assert all(e == set() for e in effects(p_eq=0.0, p_reverb=0.0, p_ramp=0.0))
+    assert all(e == {"eq", "reverb", "ramp"} for e in effects(p_eq=1.0, p_reverb=1.0, p_ramp=1.0))
+    assert all(e == {"reverb"} for e in effects(p_eq=0.0, p_reverb=1.0, p_ramp=0.0))
+
+
 def _two_source_pools():
     """12 clips: speakers a0..a3 of source 'a' (long clips) and b0..b1 of source 'b'."""
     speech, music, sung = pools()
