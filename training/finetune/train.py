@@ -212,11 +212,9 @@ class Trainer:
         if self.mixer is None:
             from dataset import Mixer, MixConfig, load_pools, parse_sets
             kw = dict(sr=48000, seconds=self.args.seconds)
-            if self.args.p_sung is not None:
-                kw["p_sung"] = self.args.p_sung
             kw["p_bandlimit"] = self.args.p_bandlimit
             kw["p_speed"] = self.args.p_speed
-            for name in ("p_eq", "p_reverb", "p_ramp"):
+            for name in ("p_sung", "p_eq", "p_reverb", "p_ramp"):  # left out: MixConfig's default
                 if getattr(self.args, name) is not None:
                     kw[name] = getattr(self.args, name)
             if self.args.source_share:

@@ -370,9 +370,12 @@ def test_music_augmentation_options_reach_the_mixer(tmp_path, monkeypatch):
     cfg = train.Trainer(train.parse_args(["--out", str(tmp_path)])).get_mixer()
     plain = dataset.MixConfig()
     assert (cfg.p_eq, cfg.p_reverb, cfg.p_ramp) == (plain.p_eq, plain.p_reverb, plain.p_ramp)
-    args = train.parse_args(["--out", str(tmp_path), "--p-eq", "0", "--p-reverb", "0.1", "--p-ramp", "0"])
+    assert cfg.p_sung == plain.p_sung
+    args = train.parse_args(["--out", str(tmp_path), "--p-eq", "0", "--p-reverb", "0.1", "--p-ramp", "0",
+                             "--p-sung", "0"])
     cfg = train.Trainer(args).get_mixer()
     assert (cfg.p_eq, cfg.p_reverb, cfg.p_ramp) == (0.0, 0.1, 0.0)
+    assert cfg.p_sung == 0.0
 
 
 def test_source_share_option():
