@@ -20,6 +20,8 @@ DATA = TRAINING / "data"
 MUSIC = DATA / "music"
 SHARED = Path(os.environ.get("NOMUSIC_SHARED", TRAINING.parent.parent / "shared")).resolve()
 CORPUS = SHARED / "corpus" / "speech"
+# more training speech from Debian (speech/debian.py), used with train.py --extra-speech
+SPEECH_EXTRA = DATA / "speech_extra"
 
 # Packages the benchmark music comes from: never train on them.
 FORBIDDEN_PACKAGES = ("wesnoth-1.16-music", "singularity-music", "warzone2100-music",

@@ -35,7 +35,7 @@ import soundfile as sf
 from scipy.signal import fftconvolve, lfilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (CORPUS, DATA, MUSIC, read_tsv, replacing, resample, singing_speakers,  # noqa: E402
+from common import (CORPUS, DATA, MUSIC, SPEECH_EXTRA, read_tsv, replacing, resample, singing_speakers,  # noqa: E402
                     speech_manifest, stable_hash)
 
 EPS = 1e-12
@@ -146,18 +146,43 @@ def music_rows(cat: list[dict], split: str, music_sets: tuple[str, ...]) -> list
     return [r for r in cat if r["kind"] in kinds and is_val_music(r["file16"]) == (split == "val")]
 
 
+def extra_speech_rows(sources: tuple[str, ...]) -> list[dict]:
+    """The rows of data/speech_extra/MANIFEST.tsv (speech/fetch.py) from the given sources, with
+    "file" set to the clip's full path."""
+    man = SPEECH_EXTRA / "MANIFEST.tsv"
+    if not man.exists():
+        raise FileNotFoundError(f"{man} is missing: run `training/.venv/bin/python training/speech/debian.py` first")
+    rows = [r for r in read_tsv(man) if r["source"] in sources]
+    missing = sorted(set(sources) - {r["source"] for r in rows})
+    if missing:
+        raise ValueError(f"extra speech: no clips from {', '.join(missing)} in {man} "
+                         f"(rerun speech/debian.py --sources {','.join(missing)})")
+    for r in rows:
+        r["duration_s"] = float(r["duration_s"])
+        r["file"] = SPEECH_EXTRA / r["path"]
+    return rows
+
+
 def load_pools(split: str, sr: int = 16000, sung_sets: tuple[str, ...] = ("world",),
-               music_sets: tuple[str, ...] = ("base",)) -> tuple[Pool, Pool, Pool | None]:
+               music_sets: tuple[str, ...] = ("base",),
+               extra_speech: tuple[str, ...] = ()) -> tuple[Pool, Pool, Pool | None]:
     """(speech, music, sung) pools for split 'train' or 'val'; sung_sets picks the sung stem
     families (SUNG_SETS: 'world' from singing/synth.py, 'psola' from singing/psola.py), music_sets
-    the background music (MUSIC_SETS: 'base', 'extra' from music/fetch.py --extra)."""
+    the background music (MUSIC_SETS: 'base', 'extra' from music/fetch.py --extra), extra_speech
+    more training speech (speech/debian.py's sources: 'klettres', 'ktuberling'; train only)."""
     rows = speech_manifest()
     reserved = singing_speakers(rows)
     if split == "train":
         sp = [r for r in rows if r["split"] == "train" and f"{r['source']}/{r['speaker']}" not in reserved]
     else:
+        if extra_speech:
+            raise ValueError("extra speech is for training only: the validation speech stays the corpus's")
         sp = [r for r in rows if r["split"] == "val"]
-    speech = Pool.from_files([CORPUS / r["path"] for r in sp], sp, sr, f"speech-{split}")
+    files = [CORPUS / r["path"] for r in sp]
+    if extra_speech:
+        extra = extra_speech_rows(extra_speech)
+        sp, files = sp + extra, files + [r["file"] for r in extra]
+    speech = Pool.from_files(files, sp, sr, f"speech-{split}")
     cat = read_tsv(MUSIC / "catalog.tsv")
     col = "file16" if sr == 16000 else "file48"
     want_val = split == "val"

@@ -89,6 +89,9 @@ def parse_args(argv=None):
                         "speechocean762=0.25 (the other corpus sources split the rest as before)")
     p.add_argument("--music", default="base",
                    help="music sets, comma-separated: base, extra (music/fetch.py --extra)")
+    p.add_argument("--extra-speech", default="",
+                   help="more training speech, comma-separated: klettres, ktuberling (speech/debian.py); "
+                        "their shares of the speaker draws can be set with --source-share")
     p.add_argument("--sung", default="world",
                    help="sung stem families, comma-separated: world (singing/synth.py), psola (singing/psola.py)")
     # loss weights
@@ -223,7 +226,8 @@ class Trainer:
                 kw["smr_db"] = parse_smr(self.args.smr)
             cfg = MixConfig(**kw)
             pools = load_pools("train", 48000, sung_sets=parse_sets(self.args.sung),
-                               music_sets=parse_sets(self.args.music))
+                               music_sets=parse_sets(self.args.music),
+                               extra_speech=parse_sets(self.args.extra_speech))
             self.mixer = Mixer(*pools, cfg, seed=self.args.seed)
         return self.mixer
 

@@ -362,20 +362,23 @@ def test_smr_range_option():
             train.parse_smr(bad)
 
 
-def test_music_augmentation_options_reach_the_mixer(tmp_path, monkeypatch):
+def test_mixing_options_reach_the_mixer(tmp_path, monkeypatch):
     import dataset
     import train
-    monkeypatch.setattr(dataset, "load_pools", lambda *a, **kw: (None, None, None))
+    pools_kw = {}
+    monkeypatch.setattr(dataset, "load_pools", lambda *a, **kw: pools_kw.update(kw) or (None, None, None))
     monkeypatch.setattr(dataset, "Mixer", lambda *a, **kw: a[3])  # the MixConfig it would get
     cfg = train.Trainer(train.parse_args(["--out", str(tmp_path)])).get_mixer()
     plain = dataset.MixConfig()
     assert (cfg.p_eq, cfg.p_reverb, cfg.p_ramp) == (plain.p_eq, plain.p_reverb, plain.p_ramp)
     assert cfg.p_sung == plain.p_sung
+    assert pools_kw["extra_speech"] == ()  # the corpus's speech only
     args = train.parse_args(["--out", str(tmp_path), "--p-eq", "0", "--p-reverb", "0.1", "--p-ramp", "0",
-                             "--p-sung", "0"])
+                             "--p-sung", "0", "--extra-speech", "klettres, ktuberling"])
     cfg = train.Trainer(args).get_mixer()
     assert (cfg.p_eq, cfg.p_reverb, cfg.p_ramp) == (0.0, 0.1, 0.0)
     assert cfg.p_sung == 0.0
+    assert pools_kw["extra_speech"] == ("klettres", "ktuberling")
 
 
 def test_source_share_option():
