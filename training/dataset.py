@@ -169,7 +169,8 @@ def load_pools(split: str, sr: int = 16000, sung_sets: tuple[str, ...] = ("world
     """(speech, music, sung) pools for split 'train' or 'val'; sung_sets picks the sung stem
     families (SUNG_SETS: 'world' from singing/synth.py, 'psola' from singing/psola.py), music_sets
     the background music (MUSIC_SETS: 'base', 'extra' from music/fetch.py --extra), extra_speech
-    more training speech (speech/debian.py's sources: 'klettres', 'ktuberling'; train only)."""
+    more training speech (speech/debian.py's SOURCES: 'klettres', 'ktuberling', 'fillets',
+    'asterisk'; train only)."""
     rows = speech_manifest()
     reserved = singing_speakers(rows)
     if split == "train":

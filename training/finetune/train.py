@@ -90,7 +90,7 @@ def parse_args(argv=None):
     p.add_argument("--music", default="base",
                    help="music sets, comma-separated: base, extra (music/fetch.py --extra)")
     p.add_argument("--extra-speech", default="",
-                   help="more training speech, comma-separated: klettres, ktuberling (speech/debian.py); "
+                   help="more training speech, comma-separated: klettres, ktuberling, fillets, asterisk (speech/debian.py); "
                         "their shares of the speaker draws can be set with --source-share")
     p.add_argument("--sung", default="world",
                    help="sung stem families, comma-separated: world (singing/synth.py), psola (singing/psola.py)")

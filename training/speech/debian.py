@@ -1,21 +1,29 @@
-"""More recorded speech from Debian: the spoken words and letters of two KDE learning programs.
+"""More recorded speech from Debian: spoken words, prompts and game dialogue.
 
-The corpus in ../shared/corpus/speech has about 400 speakers and 4.6 h for training. KLettres
-(letters and syllables read aloud) and KTuberling (names of the stamps) carry recordings by
-native speakers of 35 language sets, 1-2 s each, GPL-2+. They are short, so they add voices and
-languages rather than hours: 58 min after cleaning (the corpus's training speech is 4.6 h).
+The corpus in ../shared/corpus/speech has about 400 speakers and 4.6 h for training. Debian has
+more recorded speech, each source with its own trade-off between voices and hours:
+  klettres    KLettres' letters and syllables, read by native speakers of 20 language sets
+              (klettres-data, GPL-2+): many voices, 1-2 s clips, 38 min
+  ktuberling  KTuberling's stamp names in 15 language sets (ktuberling-data, GPL-2+): 20 min
+  fillets     Fish Fillets NG's voiced dialogue in Czech and Dutch (fillets-ng-data-cs/-nl,
+              GPL-2): whole sentences, mostly the two fish of each language, 132 min
+  asterisk    Asterisk's telephone prompts in G.722 wideband (16 kHz), one professional voice
+              each in English, Spanish, French, Italian, Russian (asterisk-core-sounds-*-g722,
+              CC-BY-SA-3.0): 81 min
+None of these is in the benchmarks (LibriSpeech readers).
 
 Stages (each skips work already done, so it can be re-run):
   1. apt-get download, dpkg-deb -x (as music/fetch.py, into data/debs and data/unpacked)
   2. every clip: downmix, drop clips recorded below 16 kHz (a speech target without its top
      band would teach the model to remove it), resample to 16 kHz, trim silence at both ends
      (0.1 s margins, as the corpus), peak -3 dBFS, drop clips shorter than MIN_SECONDS or with a
-     noise floor above MAX_FLOOR_DB
-  3. data/speech_extra/<source>/<lang>/<name>.flac and data/speech_extra/MANIFEST.tsv, in the
+     noise floor above MAX_FLOOR_DB; the same recording twice is kept once
+  3. data/speech_extra/<source>/<speaker>/<name>.flac and data/speech_extra/MANIFEST.tsv, in the
      corpus manifest's columns (source, speaker, path, duration_s, split) plus package, version,
-     origin and licence. Speaker is the language set: one reader each as far as the credits say.
+     origin and licence. Speaker: the language set (KDE, one reader each as far as the credits
+     say), language and character (Fish Fillets), the voice (Asterisk).
 
-`finetune/train.py --extra-speech klettres,ktuberling` adds them to the training speech.
+`finetune/train.py --extra-speech klettres,ktuberling,...` adds them to the training speech.
 Run under `nice -n 19` (prepare.sh does).
 """
 from __future__ import annotations
@@ -36,12 +44,38 @@ from music.fetch import deb_version, download, licence_for, unpack  # noqa: E402
 
 OUT = SPEECH_EXTRA
 SR = 16000
-# source -> (package, folder of the language sets inside the installed tree)
+
+
+def kde_speaker(parts: tuple[str, ...]) -> str | None:
+    """KLettres / KTuberling: <lang>/.../<clip>; one reader per language set."""
+    return parts[0] if len(parts) > 1 else None
+
+
+def fillets_speaker(parts: tuple[str, ...]) -> str | None:
+    """Fish Fillets: <level>/<lang>/<level>-<character>-<line>.ogg in the voice packages; the
+    character is the second part of the name (m: the small fish, v: the big one)."""
+    if len(parts) != 3 or parts[1] not in ("cs", "nl"):
+        return None
+    bits = parts[2].split("-")
+    return f"{parts[1]}-{bits[1] if len(bits) > 2 and bits[1].isalpha() else 'other'}"
+
+
+def asterisk_speaker(parts: tuple[str, ...]) -> str | None:
+    """Asterisk: <voice>/[<group>/]<prompt>.g722; the silence group holds no speech."""
+    return parts[0] if len(parts) > 1 and "silence" not in parts[1:-1] else None
+
+
+# source -> (packages, folder inside the installed tree, speaker of a path below it or None: skip)
 SOURCES = {
-    "klettres": ("klettres-data", "usr/share/klettres"),
-    "ktuberling": ("ktuberling-data", "usr/share/ktuberling/sounds"),
+    "klettres": (["klettres-data"], "usr/share/klettres", kde_speaker),
+    "ktuberling": (["ktuberling-data"], "usr/share/ktuberling/sounds", kde_speaker),
+    "fillets": (["fillets-ng-data-cs", "fillets-ng-data-nl"], "usr/share/games/fillets-ng/sound", fillets_speaker),
+    "asterisk": ([f"asterisk-core-sounds-{lang}-g722" for lang in ("en", "es", "fr", "it", "ru")],
+                 "usr/share/asterisk/sounds", asterisk_speaker),
 }
-AUDIO_EXT = {".ogg", ".oga", ".wav", ".opus", ".flac"}
+# licences of packages whose copyright file is not machine-readable (DEP-5)
+LICENCE = {"fillets": "GPL-2"}
+AUDIO_EXT = {".ogg", ".oga", ".wav", ".opus", ".flac", ".g722"}
 MIN_SECONDS = 0.4
 MAX_FLOOR_DB = -30.0  # 10th percentile of 20 ms frame levels against the loudest frame; the corpus: median -40, 90 % below -29
 FIELDS = ["source", "speaker", "path", "duration_s", "split", "package", "version", "origin", "licence"]
@@ -83,15 +117,20 @@ def clean_clip(x: np.ndarray, sr: int) -> tuple[np.ndarray | None, str]:
 
 
 def process(source: str) -> tuple[list[dict], Counter]:
-    """Clean every clip of one source; the same recording under two language names (Serbian's
-    four scripts share theirs) is kept once, under the first name."""
-    pkg, base = SOURCES[source]
-    root = unpack(pkg)
-    version = deb_version(pkg)
+    """Clean every clip of one source. The same recording twice (Serbian's four scripts share
+    KTuberling's) is kept once, under the first name."""
+    pkgs, base, speaker_of = SOURCES[source]
     rows, dropped, seen = [], Counter(), set()
-    for lang_dir in sorted(p for p in (root / base).iterdir() if p.is_dir()):
-        for f in sorted(lang_dir.rglob("*")):
+    for pkg in pkgs:
+        root = unpack(pkg)
+        version = deb_version(pkg)
+        top = root / base
+        for f in sorted(top.rglob("*")):
             if f.suffix.lower() not in AUDIO_EXT or not f.is_file():
+                continue
+            parts = f.relative_to(top).parts
+            speaker = speaker_of(parts)
+            if speaker is None:
                 continue
             digest = hashlib.sha1(f.read_bytes()).hexdigest()
             if digest in seen:
@@ -99,8 +138,8 @@ def process(source: str) -> tuple[list[dict], Counter]:
                 continue
             seen.add(digest)
             rel = f.relative_to(root).as_posix()
-            name = "_".join(f.relative_to(lang_dir).with_suffix("").parts)
-            dst = OUT / source / lang_dir.name / f"{name}.flac"
+            name = "_".join(Path(*parts[1:]).with_suffix("").parts)
+            dst = OUT / source / speaker / f"{name}.flac"
             if not dst.exists():
                 try:
                     x, sr = decode(f)
@@ -112,9 +151,9 @@ def process(source: str) -> tuple[list[dict], Counter]:
                     dropped[why.split(" ")[0] if why.startswith(("recorded", "noise")) else why] += 1
                     continue
                 write_flac(dst, y, SR)
-            rows.append(dict(source=source, speaker=lang_dir.name, path=dst.relative_to(OUT).as_posix(),
+            rows.append(dict(source=source, speaker=speaker, path=dst.relative_to(OUT).as_posix(),
                              duration_s=round(sf.info(str(dst)).duration, 3), split="train",
-                             package=pkg, version=version, origin=rel, licence=licence_for(pkg, root, rel)))
+                             package=pkg, version=version, origin=rel, licence=LICENCE.get(source) or licence_for(pkg, root, rel)))
     return rows, dropped
 
 
@@ -126,7 +165,7 @@ def main():
     bad = sorted(set(sources) - set(SOURCES))
     if bad:
         raise SystemExit(f"--sources: unknown {', '.join(bad)} (known: {', '.join(SOURCES)})")
-    download([SOURCES[s][0] for s in sources])
+    download([p for s in sources for p in SOURCES[s][0]])
     rows = []
     for s in sources:
         r, dropped = process(s)

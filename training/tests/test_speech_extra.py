@@ -51,7 +51,7 @@ def test_process_writes_each_recording_once(tmp_path, monkeypatch):
     (sets / "sr@latin/ball.wav").write_bytes((sets / "sr/ball.wav").read_bytes())  # the same recording
     (sets / "de/readme.txt").write_text("not audio")
     (sets / "de.soundtheme").write_text("not a folder")
-    monkeypatch.setattr(debian, "SOURCES", {"prog": ("prog-data", "usr/share/prog/sounds")})
+    monkeypatch.setattr(debian, "SOURCES", {"prog": (["prog-data"], "usr/share/prog/sounds", debian.kde_speaker)})
     monkeypatch.setattr(debian, "OUT", tmp_path / "out")
     monkeypatch.setattr(debian, "unpack", lambda pkg: root)
     monkeypatch.setattr(debian, "deb_version", lambda pkg: "1.0-1")
@@ -113,3 +113,18 @@ def test_load_pools_adds_extra_speech_to_training_only(tmp_path, monkeypatch):
         dataset.load_pools("train", extra_speech=("kde", "nope"))
     with pytest.raises(ValueError, match="training only"):
         dataset.load_pools("val", extra_speech=("kde",))
+
+
+def test_speakers_of_each_source():
+    # KDE: the language set; a file directly in the sounds folder is no one's
+    assert debian.kde_speaker(("de", "alpha", "a.ogg")) == "de"
+    assert debian.kde_speaker(("de.ogg",)) is None
+    # Fish Fillets: language and character, only in the voice packages' languages
+    assert debian.fillets_speaker(("city", "cs", "vit-m-hlava.ogg")) == "cs-m"
+    assert debian.fillets_speaker(("city", "nl", "vit-v-klid1.ogg")) == "nl-v"
+    assert debian.fillets_speaker(("city", "cs", "vit-4-x.ogg")) == "cs-other"
+    assert debian.fillets_speaker(("linux", "en", "lin-m-x.ogg")) is None
+    assert debian.fillets_speaker(("share", "bubble.ogg")) is None
+    # Asterisk: the voice, without its silence files
+    assert debian.asterisk_speaker(("en_US_f_Allison", "digits", "1.g722")) == "en_US_f_Allison"
+    assert debian.asterisk_speaker(("en_US_f_Allison", "silence", "1.g722")) is None
