@@ -35,7 +35,7 @@ import soundfile as sf
 from scipy.signal import fftconvolve, lfilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (CORPUS, DATA, MUSIC, SPEECH_EXTRA, read_tsv, replacing, resample, singing_speakers,  # noqa: E402
+from common import (CORPUS, DATA, MUSIC, SHARED, SPEECH_EXTRA, read_tsv, replacing, resample, singing_speakers,  # noqa: E402
                     speech_manifest, stable_hash)
 
 EPS = 1e-12
@@ -43,6 +43,22 @@ VAL_FRACTION_MUSIC = 0.08  # tracks (and sung clips) held out for validation, by
 
 
 # ---------------------------------------------------------------- pools of audio
+
+def cache_signature(files: list[Path]) -> str:
+    """What a pool's cache is keyed on: each file's name and size, and its modification time, so
+    that a re-rendered file gives a new cache; for files under ../shared (the speech corpus), its
+    content instead, because the shared folder is copied afresh for each session with new times,
+    and a new 1.6 GB cache per session filled the disk."""
+    shared = SHARED.resolve()
+    out = []
+    for f in map(Path, files):
+        st = f.stat()
+        if f.resolve().is_relative_to(shared):
+            out.append(f"{f}|{st.st_size}|{hashlib.sha1(f.read_bytes()).hexdigest()}")
+        else:
+            out.append(f"{f}|{st.st_size}|{st.st_mtime_ns}")
+    return "\n".join(out)
+
 
 class Pool:
     """Many mono clips concatenated into one int16 array (memory-mapped when cached on disk)."""
@@ -86,9 +102,7 @@ class Pool:
     @classmethod
     def from_files(cls, files: list[Path], meta: list[dict], sr: int, name: str) -> "Pool":
         """Decode every file once (resampled to sr) into data/cache/<name>-<hash>.int16."""
-        # keyed on names, sizes and modification times: a re-rendered file gives a new cache
-        sig = "\n".join(f"{f}|{f.stat().st_size}|{f.stat().st_mtime_ns}" for f in map(Path, files))
-        key = hashlib.sha1((sig + f"|{sr}").encode()).hexdigest()[:10]
+        key = hashlib.sha1((cache_signature(files) + f"|{sr}").encode()).hexdigest()[:10]
         cache = DATA / "cache"
         raw, idx = cache / f"{name}-{key}.int16", cache / f"{name}-{key}.npz"
         if not idx.exists():

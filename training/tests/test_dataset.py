@@ -290,3 +290,22 @@ def test_source_share_rejects_unknown_sources_and_bad_shares():
     a = Mixer(*pools(), MixConfig(seconds=3.0), seed=1)
     b = Mixer(*pools(), MixConfig(seconds=3.0, source_share=None), seed=1)
     assert all(np.array_equal(a.item(0, i).mixture, b.item(0, i).mixture) for i in range(10))
+
+
+def test_cache_key_survives_a_fresh_copy_of_shared(tmp_path, monkeypatch):
+    """Files under ../shared are keyed on their content (the folder is copied afresh with new
+    times each session); the project's own data on their time (a re-rendered file is new)."""
+    import os
+    import dataset
+    shared, own = tmp_path / "shared", tmp_path / "data"
+    monkeypatch.setattr(dataset, "SHARED", shared)
+    for d in (shared, own):
+        d.mkdir()
+        (d / "a.wav").write_bytes(b"same bytes")
+    key = {d: dataset.cache_signature([d / "a.wav"]) for d in (shared, own)}
+    for d in (shared, own):
+        os.utime(d / "a.wav", ns=(1, 1))  # a fresh copy: same content, new time
+    assert dataset.cache_signature([shared / "a.wav"]) == key[shared]
+    assert dataset.cache_signature([own / "a.wav"]) != key[own]
+    (shared / "a.wav").write_bytes(b"new bytes!")  # same size, new content
+    assert dataset.cache_signature([shared / "a.wav"]) != key[shared]
