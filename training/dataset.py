@@ -161,7 +161,7 @@ def music_rows(cat: list[dict], split: str, music_sets: tuple[str, ...]) -> list
 
 
 def extra_speech_rows(sources: tuple[str, ...]) -> list[dict]:
-    """The rows of data/speech_extra/MANIFEST.tsv (speech/fetch.py) from the given sources, with
+    """The rows of data/speech_extra/MANIFEST.tsv (speech/debian.py) from the given sources, with
     "file" set to the clip's full path."""
     man = SPEECH_EXTRA / "MANIFEST.tsv"
     if not man.exists():
