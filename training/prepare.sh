@@ -2,7 +2,7 @@
 # Build all training data from scratch, in one command (every stage can be re-run; finished work
 # is skipped):  bash training/prepare.sh
 # Stages: setup (apt + venv), Debian soundtracks (base, then --extra), MIDI renders, more speech
-# (KLettres and KTuberling, for --extra-speech), sung stems (WORLD, PSOLA), self-check,
+# (KLettres, KTuberling, Fish Fillets, Asterisk; for --extra-speech), sung stems (WORLD, PSOLA), self-check,
 # validation set. Timings go to training/data/prepare_times.tsv.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
