@@ -7,7 +7,9 @@ Writes DIR (default: next to the checkpoint, `export-step<N>/`) with enc.onnx, e
 df_dec.onnx (the original graphs with the fine-tuned weights) and config.ini, which nomusic loads
 unchanged: `nomusic bench --set ../shared/bench/dev --model deepfilternet3 --model-path DIR`.
 --bench runs exactly that (target/release/nomusic, one thread, nice 19) and writes
-DIR/bench-dev.json, DIR/bench-dev.txt (with score.py's table on the same estimates, DIR/est-dev/); --val also scores training/data/val with nomusic bench.
+DIR/bench-dev.json, DIR/bench-dev.txt (with score.py's table on the same estimates, DIR/est-dev/); --val also scores training/data/val with nomusic bench,
+--val-native training/data/val_native (the held-out set without speechocean762's speakers that
+decides whether a candidate ships; checked before anything is exported).
 Before writing, the exported ONNX graphs are checked against the torch modules with onnxruntime.
 """
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ftcommon import ROOT, SHARED, VAL_DIR, base_model_dir, checkpoint_weights  # noqa: E402
+from ftcommon import ROOT, SHARED, VAL_DIR, VAL_NATIVE_DIR, base_model_dir, checkpoint_weights  # noqa: E402
 from dfn3 import Dfn3  # noqa: E402
 
 
@@ -40,6 +42,14 @@ def check_export(model: Dfn3, out: Path, frames: int = 30) -> float:
     with torch.no_grad():
         m, c, _ = model.graphs(torch.from_numpy(fe), torch.from_numpy(fs))
     return float(max(np.abs(m.numpy() - m_ref).max(), np.abs(c.numpy() - c_ref).max()))
+
+
+BUILD_HINT = {
+    "dev": "../shared/bench/dev comes with the workspace",
+    "val": "training/.venv/bin/python training/dataset.py --build-val",
+    "val_native": "training/.venv/bin/python training/dataset.py --build-val --val-music base,extra "
+                  "--val-without speechocean762 --val-seed 20261206 --val-out training/data/val_native",
+}
 
 
 def bench(model_dir: Path, set_dir: Path, name: str) -> str:
@@ -62,8 +72,15 @@ def main(argv=None):
     p.add_argument("--out")
     p.add_argument("--bench", action="store_true", help="nomusic bench on ../shared/bench/dev")
     p.add_argument("--val", action="store_true", help="nomusic bench on training/data/val")
+    p.add_argument("--val-native", action="store_true", help="nomusic bench on training/data/val_native")
     p.add_argument("--ema", action="store_true", help="export the checkpoint's moving average of the weights")
     a = p.parse_args(argv)
+    sets = [(name, set_dir) for name, set_dir, wanted in [
+        ("dev", SHARED / "bench" / "dev", a.bench), ("val", VAL_DIR, a.val),
+        ("val_native", VAL_NATIVE_DIR, a.val_native)] if wanted]
+    for name, set_dir in sets:  # before the export, so that a missing set costs nothing
+        if not (set_dir / "manifest.json").is_file():
+            sys.exit(f"no {name} set at {set_dir} (build it first: {BUILD_HINT[name]})")
     torch.set_num_threads(1)
     if a.checkpoint == "base":
         model = Dfn3(base_model_dir())
@@ -80,10 +97,8 @@ def main(argv=None):
     print(f"exported step {step} to {out} (onnxruntime vs torch: max abs err {err:.2e})", flush=True)
     if err > 1e-4:
         sys.exit("exported graphs do not match the torch modules")
-    if a.bench:
-        print(bench(out, SHARED / "bench" / "dev", "dev"), flush=True)
-    if a.val:
-        print(bench(out, VAL_DIR, "val"), flush=True)
+    for name, set_dir in sets:
+        print(bench(out, set_dir, name), flush=True)
 
 
 if __name__ == "__main__":

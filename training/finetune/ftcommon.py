@@ -16,6 +16,7 @@ TARBALL = SHARED / "models" / "deepfilternet3" / "DeepFilterNet3_onnx.tar.gz"
 RUNS = TRAINING / "runs"
 BASE_DIR = RUNS / "base-dfn3"  # the unpacked original model (git-ignored, never committed)
 VAL_DIR = TRAINING / "data" / "val"
+VAL_NATIVE_DIR = TRAINING / "data" / "val_native"  # held-out set without speechocean762's speakers
 
 sys.path.insert(0, str(HERE))
 sys.path.append(str(TRAINING))  # dataset.py (after finetune/, whose names come first)

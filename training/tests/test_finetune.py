@@ -431,6 +431,24 @@ def test_sp_decay_pulls_towards_the_released_weights(tmp_path):
     assert any((after[500.0][n] - after[0.0][n]).abs().max() > 1e-5 for n in after[0.0])
 
 
+def test_export_eval_refuses_a_missing_set_before_exporting(tmp_path, monkeypatch):
+    """export_eval.py --val-native (or --val, --bench) without that set stops at once with the
+    command that builds it, and exports nothing."""
+    import export_eval
+    missing = tmp_path / "no-val-native"
+    monkeypatch.setattr(export_eval, "VAL_NATIVE_DIR", missing)
+    out = tmp_path / "export"
+    with pytest.raises(SystemExit) as e:
+        export_eval.main(["base", "--out", str(out), "--val-native"])
+    msg = str(e.value)
+    assert str(missing) in msg and "--val-without speechocean762" in msg
+    assert not out.exists()
+    monkeypatch.setattr(export_eval, "VAL_DIR", missing)
+    with pytest.raises(SystemExit, match="dataset.py --build-val"):
+        export_eval.main(["base", "--out", str(out), "--val"])
+    assert not out.exists()
+
+
 def test_init_from_an_exported_model(model, tmp_path):
     """--init DIR starts from the weights in an exported model's graphs, at --init-step, with a fresh
     optimiser; a directory that is not a model, a missing step or a step given with a checkpoint
