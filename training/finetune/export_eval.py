@@ -44,10 +44,10 @@ def check_export(model: Dfn3, out: Path, frames: int = 30) -> float:
     return float(max(np.abs(m.numpy() - m_ref).max(), np.abs(c.numpy() - c_ref).max()))
 
 
-BUILD_HINT = {
-    "dev": "../shared/bench/dev comes with the workspace",
-    "val": "training/.venv/bin/python training/dataset.py --build-val",
-    "val_native": "training/.venv/bin/python training/dataset.py --build-val --val-music base,extra "
+BUILD_HINT = {  # what to do when a set is missing
+    "dev": "it comes with the workspace's ../shared folder; check that it sits beside this checkout",
+    "val": "build it with training/.venv/bin/python training/dataset.py --build-val",
+    "val_native": "build it with training/.venv/bin/python training/dataset.py --build-val --val-music base,extra "
                   "--val-without speechocean762 --val-seed 20261206 --val-out training/data/val_native",
 }
 
@@ -80,7 +80,7 @@ def main(argv=None):
         ("val_native", VAL_NATIVE_DIR, a.val_native)] if wanted]
     for name, set_dir in sets:  # before the export, so that a missing set costs nothing
         if not (set_dir / "manifest.json").is_file():
-            sys.exit(f"no {name} set at {set_dir} (build it first: {BUILD_HINT[name]})")
+            sys.exit(f"no {name} set at {set_dir}: {BUILD_HINT[name]}")
     torch.set_num_threads(1)
     if a.checkpoint == "base":
         model = Dfn3(base_model_dir())
