@@ -14,17 +14,24 @@
 #         the weights (0.998), PSOLA and WORLD sung stems (40 % of items), band-limited music in
 #         half the items, the over-suppression term at 1000 (--w-asym) and the differentiable
 #         STOI term (--w-stoi) at 1 (T) and 3 (U)
-#   ship  a soup, half B's weights and a quarter each of T's and U's moving averages (soup.py;
+#   btu   a soup, half B's weights and a quarter each of T's and U's moving averages (soup.py;
 #         the model shipped until 2026-12-06), exported, then its deep-filter decoder (df_dec)
-#         moved 30 % of the way back to the released DeepFilterNet3's (soup.py --only df_dec),
-#         exported by export_eval.py: the three ONNX graphs + config.ini in
-#         training/runs/nomusic-ship, checked against the torch modules, `nomusic bench` on
-#         ../shared/bench/dev and on training/data/val
+#         moved 30 % of the way back to the released DeepFilterNet3's (soup.py --only df_dec;
+#         shipped until 2026-12-07), exported to training/runs/nomusic-df03
+#   KS    from those weights (a fresh optimiser), steps 3751-4500: lr 1e-4 cosine-decayed to 5e-6,
+#         a moving average (0.998), the -SI-SDR term and half the music-only weight, WORLD and
+#         PSOLA sung stems, band-limited music in half the items, KLettres' and KTuberling's
+#         speech added (data/speech_extra) and speechocean762 cut to a quarter of the speaker draws
+#   ship  half df03's weights and half KS's moving average at step 4500, exported by
+#         export_eval.py: the three ONNX graphs + config.ini in training/runs/nomusic-ship,
+#         checked against the torch modules, `nomusic bench` on ../shared/bench/dev and on
+#         training/data/val
 #   --install: copies them to crates/models/assets/nomusic and rewrites the parity reference
 #
 # Everything is seeded (seed 0; a step's batch depends only on the step number), one CPU thread
-# per run, nice 19. About 4.3 hours of one thread for the four stages on this machine (~2.9-3.5 s a
-# step), plus ~40 minutes for the data. Runs go to training/runs/nomusic-{a,b,b-export,t,u,btu,ship} (git-ignored).
+# per run, nice 19. About 5 hours of one thread for the five stages on this machine (~2.9-3.5 s a
+# step), plus ~40 minutes for the data. Runs go to training/runs/nomusic-{a,b,b-export,t,u,btu,df03,ks,ship}
+# (git-ignored).
 #
 # NOMUSIC_RECIPE_SMOKE=1 runs the same plumbing with a few tiny steps per stage (batch 2, no
 # benchmarks, into training/runs/smoke-*): a check of this script, not a model.
@@ -42,12 +49,12 @@ done
 
 if [ "${NOMUSIC_RECIPE_SMOKE:-0}" = 1 ]; then
   PREFIX=training/runs/smoke
-  A_END=3; B_END=6; TU_END=9
+  A_END=3; B_END=6; TU_END=9; KS_END=12
   EXTRA=(--batch 2 --val-items 2 --val-every 3 --keep-every 3)
   [ "$INSTALL" = 0 ] || { echo "--install is refused in a smoke run" >&2; exit 2; }
 else
   PREFIX=training/runs/nomusic
-  A_END=1000; B_END=3194; TU_END=3750
+  A_END=1000; B_END=3194; TU_END=3750; KS_END=4500
   EXTRA=()
   bash training/setup-train.sh
   bash training/prepare.sh
@@ -91,13 +98,20 @@ $NICE "$PY" training/finetune/soup.py "$PREFIX-btu.pt" "$B_EXPORT:0.5" "$PREFIX-
   "$PREFIX-u/ckpt_final.pt@ema:0.25"
 [ -f "$BTU/config.ini" ] || $NICE "$PY" training/finetune/export_eval.py "$PREFIX-btu.pt" --out "$BTU"
 $NICE "$PY" training/finetune/soup.py "$PREFIX-soup.pt" "$BTU:0.7" base:0.3 --only df_dec
+DF03="$PREFIX-df03"
+[ -f "$DF03/config.ini" ] || $NICE "$PY" training/finetune/export_eval.py "$PREFIX-soup.pt" --out "$DF03"
+stage ks "$KS_END" --init "$DF03" --init-step "$TU_END" --lr 1e-4 --decay-from "$TU_END" \
+  --decay-steps $((KS_END - TU_END)) --lr-min 5e-6 --ema 0.998 --w-mo 0.05 --w-sisdr 0.01 \
+  --sung world,psola --p-sung 0.4 --p-bandlimit 0.5 --extra-speech klettres,ktuberling \
+  --source-share speechocean762=0.25
+$NICE "$PY" training/finetune/soup.py "$PREFIX-final.pt" "$DF03:0.5" "$PREFIX-ks/ckpt_final.pt@ema:0.5"
 if [ "${NOMUSIC_RECIPE_SMOKE:-0}" = 1 ]; then
-  $NICE "$PY" training/finetune/export_eval.py "$PREFIX-soup.pt" --out "$SHIP"
+  $NICE "$PY" training/finetune/export_eval.py "$PREFIX-final.pt" --out "$SHIP"
   echo "smoke run done: $SHIP"
   exit 0
 fi
 $NICE cargo build --release -p nomusic-cli
-$NICE "$PY" training/finetune/export_eval.py "$PREFIX-soup.pt" --out "$SHIP" --bench --val
+$NICE "$PY" training/finetune/export_eval.py "$PREFIX-final.pt" --out "$SHIP" --bench --val
 if [ "$INSTALL" = 1 ]; then
   cp "$SHIP"/{enc.onnx,erb_dec.onnx,df_dec.onnx,config.ini} crates/models/assets/nomusic/
   "$PY" training/finetune/parity_ref.py
