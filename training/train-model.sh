@@ -86,8 +86,11 @@ stage b "$B_END" --init "$PREFIX-a/ckpt_final.pt" --lr 1e-4 --w-mo 0.05 --w-sisd
 # B's weights as the released graphs carry them: the start of stages T and U and half of the soup.
 B_EXPORT="$PREFIX-b-export"
 [ -f "$B_EXPORT/config.ini" ] || $NICE "$PY" training/finetune/export_eval.py "$PREFIX-b/ckpt_final.pt" --out "$B_EXPORT"
-FROM_B=(--init "$B_EXPORT" --init-step "$B_END" --lr 1e-4 --decay-from "$B_END" --decay-steps 1500
-  --lr-min 5e-6 --ema 0.998 --w-mo 0.05 --w-sisdr 0.01 --sung world,psola --p-sung 0.4 --p-bandlimit 0.5
+# What stages T, U and KS share: lr 1e-4 decayed to 5e-6, the moving average, B's loss weights, the
+# sung stems and the band-limited music. Each adds where it starts and how long it decays.
+DECAYED=(--lr 1e-4 --lr-min 5e-6 --ema 0.998 --w-mo 0.05 --w-sisdr 0.01 --sung world,psola --p-sung 0.4
+  --p-bandlimit 0.5)
+FROM_B=(--init "$B_EXPORT" --init-step "$B_END" --decay-from "$B_END" --decay-steps 1500 "${DECAYED[@]}"
   --w-asym 1000)
 stage t "$TU_END" "${FROM_B[@]}" --w-stoi 1
 stage u "$TU_END" "${FROM_B[@]}" --w-stoi 3
@@ -100,9 +103,8 @@ $NICE "$PY" training/finetune/soup.py "$PREFIX-btu.pt" "$B_EXPORT:0.5" "$PREFIX-
 $NICE "$PY" training/finetune/soup.py "$PREFIX-soup.pt" "$BTU:0.7" base:0.3 --only df_dec
 DF03="$PREFIX-df03"
 [ -f "$DF03/config.ini" ] || $NICE "$PY" training/finetune/export_eval.py "$PREFIX-soup.pt" --out "$DF03"
-stage ks "$KS_END" --init "$DF03" --init-step "$TU_END" --lr 1e-4 --decay-from "$TU_END" \
-  --decay-steps $((KS_END - TU_END)) --lr-min 5e-6 --ema 0.998 --w-mo 0.05 --w-sisdr 0.01 \
-  --sung world,psola --p-sung 0.4 --p-bandlimit 0.5 --extra-speech klettres,ktuberling \
+stage ks "$KS_END" --init "$DF03" --init-step "$TU_END" --decay-from "$TU_END" \
+  --decay-steps $((KS_END - TU_END)) "${DECAYED[@]}" --extra-speech klettres,ktuberling \
   --source-share speechocean762=0.25
 $NICE "$PY" training/finetune/soup.py "$PREFIX-final.pt" "$DF03:0.5" "$PREFIX-ks/ckpt_final.pt@ema:0.5"
 if [ "${NOMUSIC_RECIPE_SMOKE:-0}" = 1 ]; then
