@@ -18,19 +18,21 @@
 #         the model shipped until 2026-12-06), exported, then its deep-filter decoder (df_dec)
 #         moved 30 % of the way back to the released DeepFilterNet3's (soup.py --only df_dec;
 #         shipped until 2026-12-07), exported to training/runs/nomusic-df03
-#   KS    from those weights (a fresh optimiser), steps 3751-4500: lr 1e-4 cosine-decayed to 5e-6,
-#         a moving average (0.998), the -SI-SDR term and half the music-only weight, WORLD and
-#         PSOLA sung stems, band-limited music in half the items, KLettres' and KTuberling's
-#         speech added (data/speech_extra) and speechocean762 cut to a quarter of the speaker draws
-#   ship  half df03's weights and half KS's moving average at step 4500, exported by
-#         export_eval.py: the three ONNX graphs + config.ini in training/runs/nomusic-ship,
-#         checked against the torch modules, `nomusic bench` on ../shared/bench/dev and on
-#         training/data/val
+#   LA    from those weights (a fresh optimiser), steps 3751-5250: lr 1e-4, cosine-decayed to 5e-6
+#         over the last 500 steps, a moving average (0.998), the -SI-SDR term and half the
+#         music-only weight, WORLD and PSOLA sung stems, band-limited music in half the items,
+#         KLettres' and KTuberling's speech added (data/speech_extra) and speechocean762 cut to a
+#         quarter of the speaker draws
+#   LB    LA's settings with the differentiable STOI term at 1 and seed 1 (other mixtures)
+#   ship  half df03's weights and a quarter each of LA's and LB's moving averages at step 5250,
+#         exported by export_eval.py: the three ONNX graphs + config.ini in
+#         training/runs/nomusic-ship, checked against the torch modules, `nomusic bench` on
+#         ../shared/bench/dev and on training/data/val
 #   --install: copies them to crates/models/assets/nomusic and rewrites the parity reference
 #
-# Everything is seeded (seed 0; a step's batch depends only on the step number), one CPU thread
-# per run, nice 19. About 5 hours of one thread for the five stages on this machine (~2.9-3.5 s a
-# step), plus ~40 minutes for the data. Runs go to training/runs/nomusic-{a,b,b-export,t,u,btu,df03,ks,ship}
+# Everything is seeded (seed 0, LB seed 1; a step's batch depends only on the step number), one CPU thread
+# per run, nice 19. About 7 hours of one thread for the six stages on this machine (~2.9-3.5 s a
+# step), plus ~40 minutes for the data. Runs go to training/runs/nomusic-{a,b,b-export,t,u,btu,df03,la,lb,ship}
 # (git-ignored).
 #
 # NOMUSIC_RECIPE_SMOKE=1 runs the same plumbing with a few tiny steps per stage (batch 2, no
@@ -49,12 +51,12 @@ done
 
 if [ "${NOMUSIC_RECIPE_SMOKE:-0}" = 1 ]; then
   PREFIX=training/runs/smoke
-  A_END=3; B_END=6; TU_END=9; KS_END=12
+  A_END=3; B_END=6; TU_END=9; L_DECAY=12; L_END=14
   EXTRA=(--batch 2 --val-items 2 --val-every 3 --keep-every 3)
   [ "$INSTALL" = 0 ] || { echo "--install is refused in a smoke run" >&2; exit 2; }
 else
   PREFIX=training/runs/nomusic
-  A_END=1000; B_END=3194; TU_END=3750; KS_END=4500
+  A_END=1000; B_END=3194; TU_END=3750; L_DECAY=4750; L_END=5250
   EXTRA=()
   bash training/setup-train.sh
   bash training/prepare.sh
@@ -86,7 +88,7 @@ stage b "$B_END" --init "$PREFIX-a/ckpt_final.pt" --lr 1e-4 --w-mo 0.05 --w-sisd
 # B's weights as the released graphs carry them: the start of stages T and U and half of the soup.
 B_EXPORT="$PREFIX-b-export"
 [ -f "$B_EXPORT/config.ini" ] || $NICE "$PY" training/finetune/export_eval.py "$PREFIX-b/ckpt_final.pt" --out "$B_EXPORT"
-# What stages T, U and KS share: lr 1e-4 decayed to 5e-6, the moving average, B's loss weights, the
+# What stages T, U, LA and LB share: lr 1e-4 decayed to 5e-6, the moving average, B's loss weights, the
 # sung stems and the band-limited music. Each adds where it starts and how long it decays.
 DECAYED=(--lr 1e-4 --lr-min 5e-6 --ema 0.998 --w-mo 0.05 --w-sisdr 0.01 --sung world,psola --p-sung 0.4
   --p-bandlimit 0.5)
@@ -103,10 +105,12 @@ $NICE "$PY" training/finetune/soup.py "$PREFIX-btu.pt" "$B_EXPORT:0.5" "$PREFIX-
 $NICE "$PY" training/finetune/soup.py "$PREFIX-soup.pt" "$BTU:0.7" base:0.3 --only df_dec
 DF03="$PREFIX-df03"
 [ -f "$DF03/config.ini" ] || $NICE "$PY" training/finetune/export_eval.py "$PREFIX-soup.pt" --out "$DF03"
-stage ks "$KS_END" --init "$DF03" --init-step "$TU_END" --decay-from "$TU_END" \
-  --decay-steps $((KS_END - TU_END)) "${DECAYED[@]}" --extra-speech klettres,ktuberling \
-  --source-share speechocean762=0.25
-$NICE "$PY" training/finetune/soup.py "$PREFIX-final.pt" "$DF03:0.5" "$PREFIX-ks/ckpt_final.pt@ema:0.5"
+FROM_DF03=(--init "$DF03" --init-step "$TU_END" --decay-from "$L_DECAY" --decay-steps $((L_END - L_DECAY))
+  "${DECAYED[@]}" --extra-speech klettres,ktuberling --source-share speechocean762=0.25)
+stage la "$L_END" "${FROM_DF03[@]}"
+stage lb "$L_END" "${FROM_DF03[@]}" --w-stoi 1 --seed 1
+$NICE "$PY" training/finetune/soup.py "$PREFIX-final.pt" "$DF03:0.5" "$PREFIX-la/ckpt_final.pt@ema:0.25" \
+  "$PREFIX-lb/ckpt_final.pt@ema:0.25"
 if [ "${NOMUSIC_RECIPE_SMOKE:-0}" = 1 ]; then
   $NICE "$PY" training/finetune/export_eval.py "$PREFIX-final.pt" --out "$SHIP"
   echo "smoke run done: $SHIP"
